@@ -1,0 +1,604 @@
+//! The engine's state and the one operation that changes it, [`Engine::record`].
+
+use std::collections::BTreeMap;
+use std::hash::BuildHasher;
+
+use foldhash::fast::RandomState;
+use hashbrown::{HashMap, HashTable};
+use marginstream_model::{
+    Bucket, Counters, DurationSpec, EventKey, Figures, GaugeView, Outcome, RejectReason,
+    Rejection, Timestamp,
+};
+
+use crate::error::AggregatorError;
+use crate::prepare::Prepared;
+use crate::series::Series;
+
+/// How the watermark `T` moves (contract section 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClockMode {
+    /// `T` is the latest `occurred_at` of any applied event (replay's default).
+    Event,
+    /// `T` is the later of that and the wall clock (run's default).
+    Wall,
+}
+
+/// The engine's settings, already validated by the application's configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// Finite windows, each a whole number of buckets, all different.
+    pub windows: Vec<DurationSpec>,
+    /// Whether the lifetime window `all` is kept.
+    pub lifetime: bool,
+    /// Bucket length, at least one minute.
+    pub bucket: DurationSpec,
+    /// How the watermark moves.
+    pub clock: ClockMode,
+    /// Most customers held; a new one beyond is rejected as `customer_limit`.
+    pub max_customers: usize,
+    /// How far past the wall clock an `occurred_at` may be, in seconds.
+    pub max_future_skew_seconds: i64,
+    /// How long an event key is remembered after it is applied, in watermark time. `None`:
+    /// the longest finite window plus one bucket (31 days plus one bucket without windows).
+    pub dedup_horizon: Option<DurationSpec>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> EngineConfig {
+        // The defaults of the contract, sections 2 and 4.
+        EngineConfig {
+            windows: ["24h", "7d", "30d"]
+                .iter()
+                .map(|w| DurationSpec::parse(w).expect("the default windows are valid"))
+                .collect(),
+            lifetime: true,
+            bucket: DurationSpec::parse("1h").expect("the default bucket is valid"),
+            clock: ClockMode::Event,
+            max_customers: 1_000_000,
+            max_future_skew_seconds: 300,
+            dedup_horizon: None,
+        }
+    }
+}
+
+/// The most window labels, finite and lifetime, so that a window mask fits in a `u32`.
+pub const WINDOWS_MAX: usize = 16;
+
+/// One customer's id and series.
+#[derive(Debug, Clone)]
+struct Customer {
+    id: Box<str>,
+    series: Series,
+}
+
+/// Approximate memory held by the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MemoryStats {
+    /// Customers held.
+    pub customers: usize,
+    /// Bucket entries across all customers.
+    pub entries: usize,
+    /// Event keys in the dedup index.
+    pub dedup_keys: usize,
+    /// Estimated bytes of customer state (ids, figures, entries, index, expiry lists).
+    pub customer_bytes: usize,
+    /// Estimated bytes of the dedup index.
+    pub dedup_bytes: usize,
+}
+
+/// The engine: per-customer windows, portfolio, dedup index, watermark and counters.
+///
+/// Pure: it never reads a clock; `now` is passed in. Not thread-safe by itself: one owner
+/// applies events, and readers get an [`EngineView`].
+#[derive(Debug)]
+pub struct Engine {
+    bucket_seconds: i64,
+    /// Finite window lengths in buckets, in label order.
+    window_buckets: Vec<i64>,
+    /// The longest finite window in buckets.
+    longest_buckets: Option<i64>,
+    /// The label index of `all`, when kept.
+    lifetime_index: Option<usize>,
+    labels: Vec<String>,
+    clock: ClockMode,
+    max_customers: usize,
+    max_future_skew_seconds: i64,
+    dedup_horizon_buckets: i64,
+    /// The dedup index is swept when the watermark has moved this many buckets.
+    dedup_sweep_buckets: i64,
+
+    /// Customers by slot; `None` marks a free slot.
+    customers: Vec<Option<Customer>>,
+    free_slots: Vec<u32>,
+    customer_count: usize,
+    /// Slots, hashed by customer id.
+    index: HashTable<u32>,
+    hasher: RandomState,
+    /// Every customer plus unattributed costs.
+    portfolio: Series,
+    /// For each bucket inside the longest window, the customers with an entry in it.
+    expiry: BTreeMap<i32, Vec<u32>>,
+    /// Applied event keys, with the watermark bucket when they were applied.
+    dedup: HashMap<u128, i32, RandomState>,
+    dedup_swept_at: i64,
+    watermark: Option<Timestamp>,
+    counters: Counters,
+    /// Occupied slots sorted by customer id, valid while `sorted_valid`.
+    sorted: Vec<u32>,
+    sorted_valid: bool,
+}
+
+fn bucket_i32(bucket: i64) -> i32 {
+    // Buckets are at least a minute and timestamps are bounded (RFC 3339 years 0-9999,
+    // future guard), so this saturation never changes a value in practice.
+    debug_assert!(i32::try_from(bucket).is_ok(), "bucket index {bucket} out of i32 range");
+    bucket.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
+}
+
+impl Engine {
+    /// Creates an engine, checking the configuration's invariants.
+    pub fn new(config: &EngineConfig) -> Result<Engine, AggregatorError> {
+        let bucket_seconds = config.bucket.seconds();
+        if bucket_seconds < 60 {
+            return Err(AggregatorError::Config(format!(
+                "bucket {} is shorter than one minute",
+                config.bucket
+            )));
+        }
+        let mut window_buckets = Vec::new();
+        for window in &config.windows {
+            if window.seconds() % bucket_seconds != 0 {
+                return Err(AggregatorError::Config(format!(
+                    "window {window} is not a whole number of {} buckets",
+                    config.bucket
+                )));
+            }
+            let buckets = window.seconds() / bucket_seconds;
+            if window_buckets.contains(&buckets) {
+                return Err(AggregatorError::Config(format!(
+                    "window {window} is listed twice"
+                )));
+            }
+            window_buckets.push(buckets);
+        }
+        let mut labels: Vec<String> = config.windows.iter().map(|w| w.to_string()).collect();
+        let lifetime_index = config.lifetime.then(|| {
+            labels.push("all".to_owned());
+            labels.len() - 1
+        });
+        if labels.is_empty() || labels.len() > WINDOWS_MAX {
+            return Err(AggregatorError::Config(format!(
+                "between 1 and {WINDOWS_MAX} windows are needed, counting `all`; got {}",
+                labels.len()
+            )));
+        }
+        let label_count = labels.len();
+        let longest_buckets = window_buckets.iter().copied().max();
+        let dedup_horizon_buckets = match &config.dedup_horizon {
+            Some(horizon) => (horizon.seconds() + bucket_seconds - 1) / bucket_seconds,
+            None => longest_buckets.unwrap_or(31 * 86_400 / bucket_seconds) + 1,
+        };
+        if let Some(longest) = longest_buckets {
+            if dedup_horizon_buckets < longest + 1 {
+                return Err(AggregatorError::Config(
+                    "the dedup horizon is shorter than the longest window plus one bucket"
+                        .to_owned(),
+                ));
+            }
+        }
+        Ok(Engine {
+            bucket_seconds,
+            window_buckets,
+            longest_buckets,
+            lifetime_index,
+            labels,
+            clock: config.clock,
+            max_customers: config.max_customers,
+            max_future_skew_seconds: config.max_future_skew_seconds,
+            dedup_horizon_buckets,
+            dedup_sweep_buckets: (dedup_horizon_buckets / 16).max(1),
+            customers: Vec::new(),
+            free_slots: Vec::new(),
+            customer_count: 0,
+            index: HashTable::new(),
+            hasher: RandomState::default(),
+            portfolio: Series::new(label_count),
+            expiry: BTreeMap::new(),
+            dedup: HashMap::with_hasher(RandomState::default()),
+            dedup_swept_at: i64::MIN,
+            watermark: None,
+            counters: Counters::default(),
+            sorted: Vec::new(),
+            sorted_valid: true,
+        })
+    }
+
+    /// Returns the window labels.
+    pub fn labels(&self) -> &[String] {
+        &self.labels
+    }
+
+    /// Returns the watermark.
+    pub fn watermark(&self) -> Option<Timestamp> {
+        self.watermark
+    }
+
+    /// Returns the counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Returns the number of customers held.
+    pub fn customer_count(&self) -> usize {
+        self.customer_count
+    }
+
+    /// Returns the bucket length in seconds.
+    pub fn bucket_seconds(&self) -> i64 {
+        self.bucket_seconds
+    }
+
+    /// Counts a rejection decided before the engine (parse, currency, tagging).
+    pub fn count_rejection(&mut self, reason: RejectReason) {
+        self.counters.reject(reason);
+    }
+
+    /// Advances the watermark to `now` in wall-clock mode; does nothing in event-time mode.
+    pub fn tick(&mut self, now: Timestamp) {
+        if self.clock == ClockMode::Wall {
+            self.advance_to(now);
+        }
+    }
+
+    /// Applies one prepared event at wall-clock time `now`, returning its outcome or its
+    /// rejection. Counts either way.
+    ///
+    /// Checks, in order: the future guard, the dedup index, the customer limit. Then the
+    /// watermark moves, buckets that left a window are subtracted, and the event is added to
+    /// every window it falls in (only to `all` if it is older than every finite window).
+    pub fn record(&mut self, event: Prepared, now: Timestamp) -> Result<Outcome, Rejection> {
+        let outcome = self.apply(event, now);
+        match &outcome {
+            Ok(_) => {}
+            Err(rejection) => self.counters.reject(rejection.reason),
+        }
+        outcome
+    }
+
+    fn apply(&mut self, event: Prepared, now: Timestamp) -> Result<Outcome, Rejection> {
+        let latest = now.saturating_add_seconds(self.max_future_skew_seconds);
+        if event.occurred_at > latest {
+            return Err(Rejection::new(
+                RejectReason::FutureEvent,
+                format!(
+                    "occurred_at {} is later than the wall clock plus ledger.max_future_skew ({}s)",
+                    event.occurred_at, self.max_future_skew_seconds
+                ),
+            ));
+        }
+        if self.dedup.contains_key(&event.key.0) {
+            self.counters.count(event.event_type, Outcome::Duplicate);
+            return Ok(Outcome::Duplicate);
+        }
+        let slot = event.line.slot();
+        let hash = event
+            .customer_id
+            .as_deref()
+            .map(|id| self.hasher.hash_one(id));
+        let existing = match (&event.customer_id, hash) {
+            (Some(id), Some(hash)) => self.find(id, hash),
+            _ => None,
+        };
+        if slot.is_some()
+            && event.customer_id.is_some()
+            && existing.is_none()
+            && self.customer_count >= self.max_customers
+        {
+            return Err(Rejection::new(
+                RejectReason::CustomerLimit,
+                format!(
+                    "new customer beyond ledger.max_customers = {}",
+                    self.max_customers
+                ),
+            ));
+        }
+
+        let target = match self.clock {
+            ClockMode::Event => event.occurred_at,
+            ClockMode::Wall => event.occurred_at.max(now),
+        };
+        self.advance_to(target);
+        // Without the lifetime window, advancing may have removed this very customer (all
+        // its entries left the longest window), freeing its slot: look it up again.
+        let existing = match (&event.customer_id, hash) {
+            (Some(id), Some(hash)) if self.lifetime_index.is_none() => self.find(id, hash),
+            _ => existing,
+        };
+        let current = Bucket::of(
+            self.watermark.expect("the watermark is set by advance_to"),
+            self.bucket_seconds,
+        )
+        .0;
+        let bucket = Bucket::of(event.occurred_at, self.bucket_seconds).0;
+        let late = self
+            .longest_buckets
+            .is_some_and(|longest| bucket <= current - longest);
+        let outcome = if late {
+            Outcome::Late
+        } else {
+            Outcome::Applied
+        };
+
+        if let Some(slot) = slot {
+            let mut mask = self.lifetime_index.map_or(0u32, |i| 1 << i);
+            if !late {
+                for (index, window) in self.window_buckets.iter().enumerate() {
+                    if bucket > current - window {
+                        mask |= 1 << index;
+                    }
+                }
+            }
+            let entry_bucket = (!late && self.longest_buckets.is_some()).then(|| bucket_i32(bucket));
+            if mask != 0 {
+                let fits = self
+                    .portfolio
+                    .can_add(entry_bucket, slot, event.amount, mask)
+                    && existing.is_none_or(|s| {
+                        self.series(s).can_add(entry_bucket, slot, event.amount, mask)
+                    });
+                if !fits {
+                    return Err(Rejection::new(
+                        RejectReason::InvalidField,
+                        "field \"amount\": the running totals would leave the decimal range",
+                    ));
+                }
+                self.portfolio.add(entry_bucket, slot, event.amount, mask);
+                if let (Some(id), Some(hash)) = (event.customer_id, hash) {
+                    let customer = match existing {
+                        Some(customer) => customer,
+                        None => self.insert(id, hash),
+                    };
+                    let first_in_bucket = self.customers[customer as usize]
+                        .as_mut()
+                        .expect("a found or inserted slot is occupied")
+                        .series
+                        .add(entry_bucket, slot, event.amount, mask);
+                    if let (true, Some(b)) = (first_in_bucket, entry_bucket) {
+                        self.expiry.entry(b).or_default().push(customer);
+                    }
+                }
+            }
+        }
+
+        self.dedup.insert(event.key.0, bucket_i32(current));
+        self.counters.count(event.event_type, outcome);
+        Ok(outcome)
+    }
+
+    fn series(&self, slot: u32) -> &Series {
+        &self.customers[slot as usize]
+            .as_ref()
+            .expect("slots in the index are occupied")
+            .series
+    }
+
+    fn find(&self, id: &str, hash: u64) -> Option<u32> {
+        let customers = &self.customers;
+        self.index
+            .find(hash, |slot| {
+                customers[*slot as usize]
+                    .as_ref()
+                    .is_some_and(|c| *c.id == *id)
+            })
+            .copied()
+    }
+
+    fn insert(&mut self, id: Box<str>, hash: u64) -> u32 {
+        let customer = Customer {
+            id,
+            series: Series::new(self.labels.len()),
+        };
+        let slot = match self.free_slots.pop() {
+            Some(slot) => {
+                self.customers[slot as usize] = Some(customer);
+                slot
+            }
+            None => {
+                self.customers.push(Some(customer));
+                u32::try_from(self.customers.len() - 1)
+                    .expect("max_customers is validated to fit in u32")
+            }
+        };
+        let Engine {
+            index,
+            customers,
+            hasher,
+            ..
+        } = self;
+        index.insert_unique(hash, slot, |s| {
+            hasher.hash_one(
+                &*customers[*s as usize]
+                    .as_ref()
+                    .expect("slots in the index are occupied")
+                    .id,
+            )
+        });
+        self.customer_count += 1;
+        self.sorted_valid = false;
+        slot
+    }
+
+    fn remove(&mut self, slot: u32) {
+        let Some(customer) = self.customers[slot as usize].take() else {
+            return;
+        };
+        let hash = self.hasher.hash_one(&*customer.id);
+        if let Ok(entry) = self.index.find_entry(hash, |s| *s == slot) {
+            entry.remove();
+        }
+        self.free_slots.push(slot);
+        self.customer_count -= 1;
+        self.sorted_valid = false;
+    }
+
+    /// Moves the watermark forward to `t` (never back) and slides the windows.
+    fn advance_to(&mut self, t: Timestamp) {
+        let old = self.watermark;
+        if old.is_some_and(|old| old >= t) {
+            return;
+        }
+        self.watermark = Some(t);
+        let new_bucket = Bucket::of(t, self.bucket_seconds).0;
+        let Some(old) = old else {
+            self.dedup_swept_at = new_bucket;
+            return;
+        };
+        let old_bucket = Bucket::of(old, self.bucket_seconds).0;
+        if new_bucket == old_bucket {
+            return;
+        }
+        for window in 0..self.window_buckets.len() {
+            let length = self.window_buckets[window];
+            // Buckets in (old - length, new - length] leave this window.
+            let from = bucket_i32(old_bucket - length + 1);
+            let to = bucket_i32(new_bucket - length);
+            // A customer is listed once under each bucket it has entries in, so each bucket
+            // is subtracted on its own: subtracting the whole range per listing would take a
+            // customer with entries in several leaving buckets out several times.
+            for (bucket, slots) in self.expiry.range(from..=to) {
+                for slot in slots {
+                    if let Some(customer) = self.customers[*slot as usize].as_mut() {
+                        customer.series.subtract_buckets(*bucket, *bucket, window);
+                    }
+                }
+            }
+            self.portfolio.subtract_buckets(from, to, window);
+        }
+        if let Some(longest) = self.longest_buckets {
+            let limit = bucket_i32(new_bucket - longest);
+            let kept = self.expiry.split_off(&limit.saturating_add(1));
+            let gone = std::mem::replace(&mut self.expiry, kept);
+            for slot in gone.into_values().flatten() {
+                let Some(customer) = self.customers[slot as usize].as_mut() else {
+                    continue;
+                };
+                customer.series.drop_through(limit);
+                if self.lifetime_index.is_none() && customer.series.has_no_entries() {
+                    self.remove(slot);
+                }
+            }
+            self.portfolio.drop_through(limit);
+        }
+        if new_bucket - self.dedup_swept_at >= self.dedup_sweep_buckets {
+            let oldest_kept = new_bucket - self.dedup_horizon_buckets;
+            self.dedup.retain(|_, stamp| i64::from(*stamp) > oldest_kept);
+            self.dedup_swept_at = new_bucket;
+        }
+    }
+
+    /// Returns `true` if the key of an applied event is still remembered.
+    pub fn remembers(&self, key: EventKey) -> bool {
+        self.dedup.contains_key(&key.0)
+    }
+
+    /// Returns a read-only view for the exporters, sorting customers by id if needed.
+    pub fn view(&mut self) -> EngineView<'_> {
+        if !self.sorted_valid {
+            self.sorted.clear();
+            self.sorted.extend(
+                self.customers
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, c)| c.is_some())
+                    .map(|(slot, _)| slot as u32),
+            );
+            let customers = &self.customers;
+            let id = |slot: &u32| {
+                customers[*slot as usize]
+                    .as_ref()
+                    .map(|c| &*c.id)
+                    .expect("sorted slots are occupied")
+            };
+            self.sorted.sort_unstable_by(|a, b| id(a).cmp(id(b)));
+            self.sorted_valid = true;
+        }
+        EngineView { engine: self }
+    }
+
+    /// Returns an estimate of the memory held.
+    pub fn memory_stats(&self) -> MemoryStats {
+        let customer_heap: usize = self
+            .customers
+            .iter()
+            .flatten()
+            .map(|c| c.id.len() + c.series.heap_bytes())
+            .sum();
+        let entries = self
+            .customers
+            .iter()
+            .flatten()
+            .map(|c| c.series.entry_count())
+            .sum();
+        let expiry: usize = self
+            .expiry
+            .values()
+            .map(|slots| slots.capacity() * 4 + 48)
+            .sum();
+        MemoryStats {
+            customers: self.customer_count,
+            entries,
+            dedup_keys: self.dedup.len(),
+            customer_bytes: customer_heap
+                + self.customers.capacity() * std::mem::size_of::<Option<Customer>>()
+                + self.index.capacity() * (std::mem::size_of::<u32>() + 1)
+                + self.sorted.capacity() * 4
+                + expiry,
+            dedup_bytes: self.dedup.capacity() * (16 + 4 + 1) * 8 / 7,
+        }
+    }
+}
+
+/// A read-only view of an [`Engine`], customers in id order.
+#[derive(Debug)]
+pub struct EngineView<'a> {
+    engine: &'a Engine,
+}
+
+impl EngineView<'_> {
+    /// Returns the figures of one customer by id, if held.
+    pub fn customer_figures(&self, id: &str) -> Option<&[Figures]> {
+        let hash = self.engine.hasher.hash_one(id);
+        self.engine
+            .find(id, hash)
+            .map(|slot| self.engine.series(slot).figures())
+    }
+}
+
+impl GaugeView for EngineView<'_> {
+    fn window_labels(&self) -> &[String] {
+        &self.engine.labels
+    }
+
+    fn customer_count(&self) -> usize {
+        self.engine.sorted.len()
+    }
+
+    fn customer(&self, index: usize) -> (&str, &[Figures]) {
+        let customer = self.engine.customers[self.engine.sorted[index] as usize]
+            .as_ref()
+            .expect("sorted slots are occupied");
+        (&customer.id, customer.series.figures())
+    }
+
+    fn portfolio(&self) -> &[Figures] {
+        self.engine.portfolio.figures()
+    }
+
+    fn counters(&self) -> &Counters {
+        &self.engine.counters
+    }
+
+    fn watermark(&self) -> Option<Timestamp> {
+        self.engine.watermark
+    }
+}

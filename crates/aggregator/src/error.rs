@@ -1,0 +1,21 @@
+//! The aggregator's one error type.
+
+use thiserror::Error;
+
+/// Errors building the engine or its tagging rules from a configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum AggregatorError {
+    /// A tagging rule's category pattern is not a valid glob.
+    #[error("tagging rule {rule}: invalid category pattern {pattern:?}: {problem}")]
+    Pattern {
+        /// Index of the rule, from 0.
+        rule: usize,
+        /// The pattern as given.
+        pattern: String,
+        /// What the glob parser said.
+        problem: String,
+    },
+    /// The engine configuration breaks one of its invariants.
+    #[error("invalid engine configuration: {0}")]
+    Config(String),
+}

@@ -1,0 +1,111 @@
+//! From message bytes to an event ready for the engine: parse, convert, tag.
+
+use std::collections::HashMap;
+
+use marginstream_model::{
+    parse_event, CostTag, Currency, EventKey, EventType, Line, ParseLimits, RejectReason,
+    Rejection, Timestamp,
+};
+use rust_decimal::Decimal;
+
+use crate::tagging::Tagger;
+
+/// An event validated, converted to the reporting currency and tagged: what the engine applies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prepared {
+    /// Revenue or cost, for the counters.
+    pub event_type: EventType,
+    /// The hashed `event_id`.
+    pub key: EventKey,
+    /// The customer, or `None` for an unattributed cost.
+    pub customer_id: Option<Box<str>>,
+    /// Event time.
+    pub occurred_at: Timestamp,
+    /// Where the amount is summed.
+    pub line: Line,
+    /// The amount in the reporting currency.
+    pub amount: Decimal,
+}
+
+/// Parses, converts and tags messages. Immutable and `Sync`: parsing can run on any thread.
+#[derive(Debug, Clone)]
+pub struct Preparer {
+    limits: ParseLimits,
+    tagger: Tagger,
+    reporting_currency: Currency,
+    /// Units of reporting currency per unit of each other currency.
+    rates: HashMap<Currency, Decimal>,
+}
+
+impl Preparer {
+    /// Creates a preparer. `rates` must not contain the reporting currency with a rate other
+    /// than one; the configuration validation guarantees it.
+    pub fn new(
+        limits: ParseLimits,
+        tagger: Tagger,
+        reporting_currency: Currency,
+        rates: HashMap<Currency, Decimal>,
+    ) -> Preparer {
+        Preparer {
+            limits,
+            tagger,
+            reporting_currency,
+            rates,
+        }
+    }
+
+    /// Returns the parse limits.
+    pub fn limits(&self) -> &ParseLimits {
+        &self.limits
+    }
+
+    /// Prepares one message: parse and validate, then the currency, then the tag.
+    pub fn prepare(&self, bytes: &[u8]) -> Result<Prepared, Rejection> {
+        let event = parse_event(bytes, &self.limits)?;
+        let amount = if event.currency == self.reporting_currency {
+            event.amount
+        } else {
+            let rate = self.rates.get(&event.currency).ok_or_else(|| {
+                Rejection::new(
+                    RejectReason::UnsupportedCurrency,
+                    format!(
+                        "no rate from {} to {} in ledger.fx",
+                        event.currency, self.reporting_currency
+                    ),
+                )
+            })?;
+            event.amount.checked_mul(*rate).ok_or_else(|| {
+                Rejection::new(
+                    RejectReason::InvalidField,
+                    "field \"amount\": out of the decimal range after currency conversion",
+                )
+            })?
+        };
+        let line = match (event.event_type, &event.cost) {
+            (EventType::Revenue, _) => Line::Revenue,
+            (EventType::Cost, CostTag::Function(function)) => Line::Cost(*function),
+            (EventType::Cost, CostTag::Category(category)) => {
+                Line::Cost(self.tagger.tag(category).ok_or_else(|| {
+                    Rejection::new(
+                        RejectReason::UntaggedCost,
+                        format!("no tagging rule matches category {category:?}"),
+                    )
+                })?)
+            }
+            (EventType::Cost, CostTag::None) => {
+                return Err(Rejection::new(
+                    RejectReason::UntaggedCost,
+                    "cost has neither cost_function nor category",
+                ))
+            }
+        };
+        Ok(Prepared {
+            event_type: event.event_type,
+            key: event.key,
+            customer_id: event.customer_id,
+            occurred_at: event.occurred_at,
+            line,
+            amount,
+        })
+    }
+}
