@@ -1,0 +1,38 @@
+//! marginstream's event sources: they turn an outside stream into batches of raw messages
+//! for the parser. Nothing here parses JSON or validates events; that is
+//! `marginstream_model::parse`, run by whoever receives the batches.
+//!
+//! - [`jsonl`]: the JSONL file source (a file or stdin, one event per line) for
+//!   `marginstream replay`: [`JsonlReader`] cuts the bytes into [`LineBatch`]es.
+//! - `kafka.rs` (to come): the Kafka source for `marginstream run`.
+//! - [`error`]: the crate's one error type.
+//!
+//! # Design decisions
+//!
+//! **Batches, not lines.** A source hands over one [`LineBatch`] of about a mebibyte at a
+//! time: one buffer holding the bytes of many lines plus a small index of where each line
+//! is. Per-line costs (allocation, a channel send, a wake-up of the parsing thread) would
+//! otherwise dominate: a typical event is about 150 bytes.
+//!
+//! **Read straight into the batch.** The reader reads large chunks from the input directly
+//! into the buffer of the batch it is building, finds line ends in place and records them.
+//! When the batch is full its buffer is handed over as it is and only the bytes read past
+//! the cut (at most one read) are copied into the next buffer. So a byte is normally copied
+//! once, by the read itself.
+//!
+//! **Bounded memory whatever the input.** A batch is cut at the first line end after it
+//! reaches its target size, and a line longer than `line_bytes_max` keeps only its first
+//! `line_bytes_max` bytes: the rest is read and dropped, never buffered, and the line is
+//! flagged with its full length so that the parser can reject it as oversized. A batch's
+//! buffer therefore never exceeds `batch_bytes + line_bytes_max` plus one read chunk.
+//!
+//! **Bytes pass through unchanged.** Only the line end (`\n`, or `\r\n`) is removed, and
+//! blank lines are skipped (but numbered). Invalid UTF-8 or broken JSON reaches the parser,
+//! which rejects it with a reason and dead-letters it: nothing is dropped here silently.
+#![deny(missing_docs)]
+
+pub mod error;
+pub mod jsonl;
+
+pub use error::ConsumerError;
+pub use jsonl::{JsonlReader, LineBatch, LineRef, ReaderOptions};
