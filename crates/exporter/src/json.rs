@@ -1,0 +1,100 @@
+//! The gauges as JSON with exact decimal strings: the rendering finance checks against.
+//!
+//! ```json
+//! {"watermark": "2026-01-01T00:00:00Z", "watermark_seconds": 1767225600,
+//!  "windows": ["24h", "7d", "30d", "all"],
+//!  "counters": {"events": {"Revenue_Event": {"applied": 1, "duplicate": 0, "late": 0}, ...},
+//!               "rejected": {"malformed_json": 0, ...}},
+//!  "customers_held": 1,
+//!  "portfolio": {"24h": {"revenue": "100", "cost": {"Infrastructure": "20", ...},
+//!                        "gm_market_ratio": "0.8", "gm_operating_ratio": "0.8",
+//!                        "services_drag_ratio": "0"}, ...},
+//!  "customers": [{"customer_id": "c1", "windows": {"24h": {...}, ...}}]}
+//! ```
+//!
+//! Amounts are normalized decimal strings (no trailing zeros); ratios are decimal strings
+//! rounded to 18 places, or `null` while revenue <= 0. The output is one line.
+
+use std::io::Write;
+
+use marginstream_model::{CostFunction, EventType, Figures, GaugeView, Outcome, RejectReason};
+use rust_decimal::Decimal;
+use serde_json::{json, Map, Value};
+
+use crate::error::ExporterError;
+
+fn decimal(value: Decimal) -> Value {
+    Value::String(value.normalize().to_string())
+}
+
+/// Returns one window's figures and ratios as a JSON object.
+pub fn figures_json(figures: &Figures) -> Value {
+    let cost: Map<String, Value> = CostFunction::MARGIN
+        .iter()
+        .map(|f| (f.as_str().to_owned(), decimal(figures.cost(*f))))
+        .collect();
+    let ratios = figures.ratios();
+    json!({
+        "revenue": decimal(figures.revenue()),
+        "cost": cost,
+        "gm_market_ratio": ratios.map(|r| decimal(r.gm_market)),
+        "gm_operating_ratio": ratios.map(|r| decimal(r.gm_operating)),
+        "services_drag_ratio": ratios.map(|r| decimal(r.services_drag)),
+    })
+}
+
+fn windows_json(labels: &[String], figures: &[Figures]) -> Value {
+    Value::Object(
+        labels
+            .iter()
+            .zip(figures)
+            .map(|(label, figures)| (label.clone(), figures_json(figures)))
+            .collect(),
+    )
+}
+
+/// Writes the whole state as one JSON document followed by a newline.
+pub fn render_json<V: GaugeView + ?Sized>(view: &V, out: &mut dyn Write) -> Result<(), ExporterError> {
+    let error = |source| ExporterError::Write {
+        format: "json",
+        source,
+    };
+    let counters = view.counters();
+    let events: Map<String, Value> = EventType::ALL
+        .iter()
+        .map(|t| {
+            let outcomes: Map<String, Value> = Outcome::ALL
+                .iter()
+                .map(|o| (o.as_str().to_owned(), json!(counters.events(*t, *o))))
+                .collect();
+            (t.as_str().to_owned(), Value::Object(outcomes))
+        })
+        .collect();
+    let rejected: Map<String, Value> = RejectReason::ALL
+        .iter()
+        .map(|r| (r.as_str().to_owned(), json!(counters.rejected(*r))))
+        .collect();
+    let labels = view.window_labels();
+    let head = json!({
+        "watermark": view.watermark().map(|t| t.to_rfc3339()),
+        "watermark_seconds": view.watermark().map(|t| t.seconds),
+        "windows": labels,
+        "counters": {"events": events, "rejected": rejected},
+        "customers_held": view.customer_count(),
+        "portfolio": windows_json(labels, view.portfolio()),
+    });
+    // Stream the customers so a million of them never sit in one `Value`.
+    let head = serde_json::to_string(&head).map_err(|e| error(e.into()))?;
+    out.write_all(&head.as_bytes()[..head.len() - 1])
+        .map_err(error)?;
+    out.write_all(b",\"customers\":[").map_err(error)?;
+    for index in 0..view.customer_count() {
+        let (id, figures) = view.customer(index);
+        if index > 0 {
+            out.write_all(b",").map_err(error)?;
+        }
+        let customer = json!({"customer_id": id, "windows": windows_json(labels, figures)});
+        serde_json::to_writer(&mut *out, &customer).map_err(|e| error(e.into()))?;
+    }
+    out.write_all(b"]}\n").map_err(error)
+}

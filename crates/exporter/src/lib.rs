@@ -1,0 +1,33 @@
+//! marginstream's exposition: the gauges of contract section 5 rendered from the engine's
+//! state at the moment of the call.
+//!
+//! - [`metrics`]: metric names and help texts, as constants.
+//! - [`prometheus`]: the Prometheus text exposition format (`/metrics`, `replay --format
+//!   prometheus`).
+//! - [`json`]: the same figures as exact decimal strings, for finance checks and tools.
+//! - [`table`]: a readable per-customer summary for a terminal.
+//! - [`error`]: the crate's one error type.
+//!
+//! # Design decisions
+//!
+//! **Rendered at scrape time, straight from the state.** Per-customer series are not
+//! registered in a metrics registry: a `GaugeVec` child costs about 500 bytes and encoding a
+//! million of them takes seconds. The renderer walks a [`GaugeView`] and writes the text
+//! directly, computing each customer-window's three ratios once. Customers are split across
+//! threads, each writing its own buffer per family, and the buffers are joined family by
+//! family, so the output is identical to a one-thread rendering.
+//!
+//! **Exact until the last step.** Figures and ratios are decimals; the only rounding here is
+//! the final, correctly rounded conversion to the `f64` of a sample.
+//!
+//! [`GaugeView`]: marginstream_model::GaugeView
+#![deny(missing_docs)]
+
+pub mod error;
+pub mod json;
+pub mod metrics;
+pub mod prometheus;
+pub mod table;
+
+pub use error::ExporterError;
+pub use prometheus::{escape_label_value, render_prometheus, RenderOptions, Renderer};

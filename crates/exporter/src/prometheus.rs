@@ -1,0 +1,312 @@
+//! The Prometheus text exposition format (version 0.0.4).
+
+use std::thread;
+
+use marginstream_model::money::to_f64;
+use marginstream_model::{CostFunction, EventType, Figures, GaugeView, Outcome, RejectReason};
+
+use crate::metrics::{self, Kind, FAMILIES};
+
+/// Options of a rendering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RenderOptions {
+    /// Threads used for the per-customer families (at least 1). Below
+    /// [`CUSTOMERS_PER_THREAD_MIN`] customers per thread, fewer are used.
+    pub threads: usize,
+}
+
+/// Below this many customers per thread, splitting the work costs more than it saves.
+pub const CUSTOMERS_PER_THREAD_MIN: usize = 2_000;
+
+impl Default for RenderOptions {
+    fn default() -> RenderOptions {
+        RenderOptions {
+            threads: thread::available_parallelism().map_or(1, |n| n.get().min(8)),
+        }
+    }
+}
+
+/// Appends `value` to `out`, escaped as a label value: backslash, double quote and line
+/// feed are written `\\`, `\"` and `\n`.
+pub fn escape_label_value(value: &str, out: &mut Vec<u8>) {
+    if !value.bytes().any(|b| matches!(b, b'\\' | b'"' | b'\n')) {
+        out.extend_from_slice(value.as_bytes());
+        return;
+    }
+    for byte in value.bytes() {
+        match byte {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            other => out.push(other),
+        }
+    }
+}
+
+/// Writes a sample value: shortest round-trip text of the `f64`, `0` for zero.
+pub(crate) fn write_value(out: &mut Vec<u8>, value: f64) {
+    if value == 0.0 {
+        out.push(b'0');
+    } else if value.is_finite() {
+        let mut buffer = ryu::Buffer::new();
+        let text = buffer.format_finite(value);
+        out.extend_from_slice(text.strip_suffix(".0").unwrap_or(text).as_bytes());
+    } else if value.is_nan() {
+        out.extend_from_slice(b"NaN");
+    } else if value > 0.0 {
+        out.extend_from_slice(b"+Inf");
+    } else {
+        out.extend_from_slice(b"-Inf");
+    }
+}
+
+pub(crate) fn write_header(out: &mut Vec<u8>, name: &str, kind: Kind, help: &str) {
+    out.extend_from_slice(b"# HELP ");
+    out.extend_from_slice(name.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(help.as_bytes());
+    out.extend_from_slice(b"\n# TYPE ");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(match kind {
+        Kind::Gauge => b" gauge\n",
+        Kind::Counter => b" counter\n",
+    });
+}
+
+/// One line: `name{labels} value` where `labels` is already rendered without braces.
+fn write_sample(out: &mut Vec<u8>, name: &str, labels: &[u8], value: f64) {
+    out.extend_from_slice(name.as_bytes());
+    if !labels.is_empty() {
+        out.push(b'{');
+        out.extend_from_slice(labels);
+        out.push(b'}');
+    }
+    out.push(b' ');
+    write_value(out, value);
+    out.push(b'\n');
+}
+
+/// Buffers of the five per-customer families (or the five portfolio families).
+#[derive(Debug, Default)]
+struct FamilyBuffers([Vec<u8>; 5]);
+
+/// Appends the samples of one subject (a customer, or the portfolio when `prefix` is empty)
+/// for every window: revenue, the five costs, and the three ratios when revenue > 0.
+fn write_subject(
+    buffers: &mut FamilyBuffers,
+    names: [&str; 5],
+    prefix: &[u8],
+    windows: &[String],
+    figures: &[Figures],
+    labels: &mut Vec<u8>,
+) {
+    for (window, figures) in windows.iter().zip(figures) {
+        labels.clear();
+        labels.extend_from_slice(prefix);
+        labels.extend_from_slice(b"window=\"");
+        escape_label_value(window, labels);
+        labels.push(b'"');
+        let base = labels.len();
+        write_sample(&mut buffers.0[0], names[0], labels, to_f64(figures.revenue()));
+        for function in CostFunction::MARGIN {
+            labels.truncate(base);
+            labels.extend_from_slice(b",cost_function=\"");
+            labels.extend_from_slice(function.as_str().as_bytes());
+            labels.push(b'"');
+            write_sample(&mut buffers.0[1], names[1], labels, to_f64(figures.cost(function)));
+        }
+        labels.truncate(base);
+        if let Some(ratios) = figures.ratios() {
+            write_sample(&mut buffers.0[2], names[2], labels, to_f64(ratios.gm_market));
+            write_sample(&mut buffers.0[3], names[3], labels, to_f64(ratios.gm_operating));
+            write_sample(&mut buffers.0[4], names[4], labels, to_f64(ratios.services_drag));
+        }
+    }
+}
+
+fn render_customers<V: GaugeView + ?Sized>(
+    view: &V,
+    from: usize,
+    to: usize,
+    buffers: &mut FamilyBuffers,
+) {
+    let mut prefix = Vec::with_capacity(64);
+    let mut labels = Vec::with_capacity(128);
+    let windows = view.window_labels();
+    let names = [
+        metrics::REVENUE,
+        metrics::COST,
+        metrics::GM_MARKET_RATIO,
+        metrics::GM_OPERATING_RATIO,
+        metrics::SERVICES_DRAG_RATIO,
+    ];
+    for buffer in &mut buffers.0 {
+        buffer.clear();
+    }
+    for index in from..to {
+        let (id, figures) = view.customer(index);
+        prefix.clear();
+        prefix.extend_from_slice(b"customer_id=\"");
+        escape_label_value(id, &mut prefix);
+        prefix.extend_from_slice(b"\",");
+        write_subject(buffers, names, &prefix, windows, figures, &mut labels);
+    }
+}
+
+/// Renders the exposition into buffers it keeps between calls.
+///
+/// A scrape of a million customers writes hundreds of megabytes; reusing the buffers spares
+/// the page faults of fresh memory on every scrape (a third of the time when measured). The
+/// text is returned as chunks, in order, so it is never copied into one buffer.
+#[derive(Debug, Default)]
+pub struct Renderer {
+    options: RenderOptions,
+    /// Per-thread buffers of the five per-customer families.
+    parts: Vec<FamilyBuffers>,
+    /// Headers, the portfolio, counters and state: one buffer per per-customer family
+    /// header, then the tail.
+    heads: [Vec<u8>; 5],
+    tail: Vec<u8>,
+}
+
+impl Renderer {
+    /// Creates a renderer.
+    pub fn new(options: RenderOptions) -> Renderer {
+        Renderer {
+            options,
+            ..Renderer::default()
+        }
+    }
+
+    /// Renders every family of contract section 5, in the order of [`metrics::FAMILIES`],
+    /// each with its HELP and TYPE lines, and returns the text as ordered chunks. Ratio
+    /// series are absent while revenue <= 0; the watermark is absent before the first
+    /// applied event.
+    pub fn render<V: GaugeView + ?Sized>(&mut self, view: &V) -> Vec<&[u8]> {
+        let customers = view.customer_count();
+        let threads = self
+            .options
+            .threads
+            .clamp(1, (customers / CUSTOMERS_PER_THREAD_MIN).max(1));
+        let chunk = customers.div_ceil(threads).max(1);
+        self.parts.resize_with(threads, FamilyBuffers::default);
+        self.parts.truncate(threads);
+        if threads == 1 {
+            render_customers(view, 0, customers, &mut self.parts[0]);
+        } else {
+            thread::scope(|scope| {
+                for (t, part) in self.parts.iter_mut().enumerate() {
+                    let from = (t * chunk).min(customers);
+                    let to = ((t + 1) * chunk).min(customers);
+                    scope.spawn(move || render_customers(view, from, to, part));
+                }
+            });
+        }
+        for (family, head) in self.heads.iter_mut().enumerate() {
+            head.clear();
+            let (name, kind, help) = FAMILIES[family];
+            write_header(head, name, kind, help);
+        }
+        self.tail.clear();
+        render_tail(view, &mut self.tail);
+
+        let mut chunks = Vec::with_capacity(5 * (threads + 1) + 1);
+        for family in 0..5 {
+            chunks.push(self.heads[family].as_slice());
+            for part in &self.parts {
+                chunks.push(part.0[family].as_slice());
+            }
+        }
+        chunks.push(self.tail.as_slice());
+        chunks
+    }
+}
+
+/// The portfolio families, the counters, the watermark and the customer count.
+fn render_tail<V: GaugeView + ?Sized>(view: &V, out: &mut Vec<u8>) {
+    let mut portfolio = FamilyBuffers::default();
+    let names = [
+        metrics::PORTFOLIO_REVENUE,
+        metrics::PORTFOLIO_COST,
+        metrics::PORTFOLIO_GM_MARKET_RATIO,
+        metrics::PORTFOLIO_GM_OPERATING_RATIO,
+        metrics::PORTFOLIO_SERVICES_DRAG_RATIO,
+    ];
+    let mut labels = Vec::new();
+    write_subject(&mut portfolio, names, b"", view.window_labels(), view.portfolio(), &mut labels);
+    for (family, buffer) in portfolio.0.iter().enumerate() {
+        let (name, kind, help) = FAMILIES[5 + family];
+        write_header(out, name, kind, help);
+        out.extend_from_slice(buffer);
+    }
+
+    let counters = view.counters();
+    let (name, kind, help) = FAMILIES[10];
+    write_header(out, name, kind, help);
+    for event_type in EventType::ALL {
+        for outcome in Outcome::ALL {
+            let labels = format!(
+                "event_type=\"{}\",outcome=\"{}\"",
+                event_type.as_str(),
+                outcome.as_str()
+            );
+            write_counter(out, name, labels.as_bytes(), counters.events(event_type, outcome));
+        }
+    }
+    let (name, kind, help) = FAMILIES[11];
+    write_header(out, name, kind, help);
+    for reason in RejectReason::ALL {
+        let labels = format!("reason=\"{}\"", reason.as_str());
+        write_counter(out, name, labels.as_bytes(), counters.rejected(reason));
+    }
+    let (name, kind, help) = FAMILIES[12];
+    write_header(out, name, kind, help);
+    if let Some(watermark) = view.watermark() {
+        write_sample(out, name, b"", watermark.as_f64_seconds());
+    }
+    let (name, kind, help) = FAMILIES[13];
+    write_header(out, name, kind, help);
+    write_sample(out, name, b"", view.customer_count() as f64);
+}
+
+/// Appends the whole exposition to `out`: a one-shot [`Renderer`].
+pub fn render_prometheus<V: GaugeView + ?Sized>(view: &V, options: RenderOptions, out: &mut Vec<u8>) {
+    let mut renderer = Renderer::new(options);
+    let chunks = renderer.render(view);
+    out.reserve(chunks.iter().map(|c| c.len()).sum());
+    for chunk in chunks {
+        out.extend_from_slice(chunk);
+    }
+}
+
+fn write_counter(out: &mut Vec<u8>, name: &str, labels: &[u8], value: u64) {
+    out.extend_from_slice(name.as_bytes());
+    out.push(b'{');
+    out.extend_from_slice(labels);
+    out.extend_from_slice(b"} ");
+    out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+    out.push(b'\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Shows the escaping rules of label values.
+    #[test]
+    fn escapes_label_values() {
+        let mut out = Vec::new();
+        escape_label_value("a\"b\\c\nd", &mut out);
+        assert_eq!(out, b"a\\\"b\\\\c\\nd");
+    }
+
+    /// Shows the value formatting: shortest round trip, integers without `.0`.
+    #[test]
+    fn formats_values() {
+        for (value, text) in [(0.0, "0"), (-0.0, "0"), (1234.56, "1234.56"), (100.0, "100"), (0.1, "0.1"), (-2.5, "-2.5"), (1e21, "1e21")] {
+            let mut out = Vec::new();
+            write_value(&mut out, value);
+            assert_eq!(String::from_utf8(out).unwrap(), text);
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! A readable per-customer summary for a terminal: one window, customers sorted by GM-M
+//! (lowest first, customers without revenue last), the portfolio at the bottom.
+
+use std::io::Write;
+
+use marginstream_model::{CostFunction, Figures, GaugeView};
+use rust_decimal::Decimal;
+
+use crate::error::ExporterError;
+
+fn money(value: Decimal) -> String {
+    let rounded = value.round_dp(2);
+    let text = format!("{rounded:.2}");
+    let (sign, digits) = match text.strip_prefix('-') {
+        Some(rest) => ("-", rest),
+        None => ("", text.as_str()),
+    };
+    let (int, frac) = digits.split_once('.').unwrap_or((digits, "00"));
+    let mut grouped = String::new();
+    for (i, c) in int.chars().enumerate() {
+        if i > 0 && (int.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(c);
+    }
+    format!("{sign}{grouped}.{frac}")
+}
+
+fn percent(value: Option<Decimal>) -> String {
+    value.map_or_else(
+        || "n/a".to_owned(),
+        |v| format!("{:.1}%", (v * Decimal::ONE_HUNDRED).round_dp(1)),
+    )
+}
+
+fn row(name: &str, figures: &Figures) -> [String; 7] {
+    let services: Decimal = CostFunction::MARGIN[1..]
+        .iter()
+        .map(|f| figures.cost(*f))
+        .sum();
+    let ratios = figures.ratios();
+    [
+        name.to_owned(),
+        money(figures.revenue()),
+        money(figures.cost(CostFunction::Infrastructure)),
+        money(services),
+        percent(ratios.map(|r| r.gm_market)),
+        percent(ratios.map(|r| r.gm_operating)),
+        percent(ratios.map(|r| r.services_drag)),
+    ]
+}
+
+/// Writes the table for `window`, at most `limit` customers (all when `None`).
+pub fn render_table<V: GaugeView + ?Sized>(
+    view: &V,
+    window: &str,
+    limit: Option<usize>,
+    out: &mut dyn Write,
+) -> Result<(), ExporterError> {
+    let labels = view.window_labels();
+    let Some(w) = labels.iter().position(|l| l == window) else {
+        return Err(ExporterError::UnknownWindow {
+            window: window.to_owned(),
+            known: labels.join(", "),
+        });
+    };
+    let mut order: Vec<(Option<Decimal>, usize)> = (0..view.customer_count())
+        .map(|i| (view.customer(i).1[w].ratios().map(|r| r.gm_market), i))
+        .collect();
+    // Lowest GM-M first (the customers to look at), then those without revenue.
+    order.sort_by(|a, b| match (a.0, b.0) {
+        (Some(x), Some(y)) => x.cmp(&y).then(a.1.cmp(&b.1)),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => a.1.cmp(&b.1),
+    });
+    let shown = limit.unwrap_or(order.len()).min(order.len());
+    let mut rows = vec![[
+        "customer".to_owned(),
+        "revenue".to_owned(),
+        "infrastructure".to_owned(),
+        "services".to_owned(),
+        "GM-M".to_owned(),
+        "GM-O".to_owned(),
+        "drag".to_owned(),
+    ]];
+    rows.extend(order[..shown].iter().map(|(_, i)| {
+        let (id, figures) = view.customer(*i);
+        row(id, &figures[w])
+    }));
+    let portfolio_row = row("PORTFOLIO", &view.portfolio()[w]);
+    let widths: Vec<usize> = (0..7)
+        .map(|c| {
+            rows.iter()
+                .chain(std::iter::once(&portfolio_row))
+                .map(|r| r[c].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let error = |source| ExporterError::Write {
+        format: "table",
+        source,
+    };
+    let line = |cells: &[String; 7]| {
+        let mut text = format!("{:<width$}", cells[0], width = widths[0]);
+        for (cell, width) in cells[1..].iter().zip(&widths[1..]) {
+            text.push_str(&format!("  {cell:>width$}"));
+        }
+        text.push('\n');
+        text
+    };
+    let rule = format!("{}\n", "-".repeat(widths.iter().sum::<usize>() + 12));
+    writeln!(out, "window {window}, {} customers, sorted by GM-M (lowest first)", order.len())
+        .map_err(error)?;
+    out.write_all(line(&rows[0]).as_bytes()).map_err(error)?;
+    out.write_all(rule.as_bytes()).map_err(error)?;
+    for r in &rows[1..] {
+        out.write_all(line(r).as_bytes()).map_err(error)?;
+    }
+    if shown < order.len() {
+        writeln!(out, "… {} more customers", order.len() - shown).map_err(error)?;
+    }
+    out.write_all(rule.as_bytes()).map_err(error)?;
+    out.write_all(line(&portfolio_row).as_bytes()).map_err(error)?;
+    Ok(())
+}
