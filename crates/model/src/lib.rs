@@ -34,9 +34,11 @@ pub mod time;
 pub mod view;
 
 pub use error::ModelError;
-pub use event::{CostFunction, CostTag, Currency, Event, EventKey, EventType, RevenueType};
+pub use event::{
+    CostFunction, CostTag, Currency, CustomerId, Event, EventKey, EventType, RevenueType,
+};
 pub use money::{Figures, Line, Ratios};
 pub use parse::{parse_event, ParseLimits};
 pub use reject::{RejectReason, Rejection};
 pub use time::{Bucket, DurationSpec, Timestamp};
-pub use view::{Counters, GaugeView, Outcome};
+pub use view::{Counters, GaugeView, Outcome, WindowFigures};

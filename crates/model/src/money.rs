@@ -102,8 +102,17 @@ impl Figures {
             .checked_add(self.0[3])?
             .checked_add(self.0[4])?
             .checked_add(self.0[5])?;
-        let services_drag = ratio(services, revenue)?;
-        let gm_market = ratio(revenue.checked_sub(self.0[1])?, revenue)?;
+        let mut services_drag = ratio(services, revenue)?;
+        let mut gm_market = ratio(revenue.checked_sub(self.0[1])?, revenue)?;
+        // A ratio beyond 10 integer digits cannot keep 18 places in 28 digits, and then
+        // GM-M − drag would be rounded. Both are rounded to the same fewer places instead, so
+        // that the subtraction is exact and so is the bridge GM-M − GM-O = drag.
+        let integer_digits = integer_digits(gm_market).max(integer_digits(services_drag));
+        let places = RATIO_SCALE.min(28u32.saturating_sub(integer_digits));
+        if places < RATIO_SCALE {
+            services_drag = services_drag.round_dp(places);
+            gm_market = gm_market.round_dp(places);
+        }
         let gm_operating = gm_market.checked_sub(services_drag)?;
         Some(Ratios {
             gm_market,
@@ -111,6 +120,12 @@ impl Figures {
             services_drag,
         })
     }
+}
+
+/// Returns the number of digits before the decimal point of `value`, 0 when `|value| < 1`.
+pub fn integer_digits(value: Decimal) -> u32 {
+    let integer = value.mantissa().unsigned_abs() / 10u128.pow(value.scale());
+    integer.checked_ilog10().map_or(0, |digits| digits + 1)
 }
 
 /// Returns `numerator / denominator` rounded half-even to [`RATIO_SCALE`] places.
@@ -121,11 +136,7 @@ fn ratio(numerator: Decimal, denominator: Decimal) -> Option<Decimal> {
     if let Some(value) = integer_ratio(numerator, denominator) {
         return Some(value);
     }
-    Some(
-        numerator
-            .checked_div(denominator)?
-            .round_dp(RATIO_SCALE),
-    )
+    Some(numerator.checked_div(denominator)?.round_dp(RATIO_SCALE))
 }
 
 fn integer_ratio(numerator: Decimal, denominator: Decimal) -> Option<Decimal> {
@@ -149,6 +160,22 @@ fn integer_ratio(numerator: Decimal, denominator: Decimal) -> Option<Decimal> {
         q += if scaled < 0 { -1 } else { 1 };
     }
     Decimal::try_from_i128_with_scale(q, RATIO_SCALE).ok()
+}
+
+/// Returns `a × b` if the product is exact, `None` if it would be rounded or overflow.
+pub fn exact_mul(a: Decimal, b: Decimal) -> Option<Decimal> {
+    let product = a.checked_mul(b)?;
+    if a.scale() + b.scale() <= product.scale() {
+        return Some(product);
+    }
+    // The scale was reduced to fit: exact only if what was dropped was trailing zeros.
+    let (a_m, b_m) = (a.mantissa(), b.mantissa());
+    let exact = a_m.checked_mul(b_m).and_then(|m| {
+        let dropped = a.scale() + b.scale() - product.scale();
+        let unit = 10i128.checked_pow(dropped)?;
+        (m % unit == 0 && m / unit == product.mantissa()).then_some(())
+    });
+    exact.map(|()| product)
 }
 
 /// Parses an amount: an optional `-`, digits, an optional fraction and an optional exponent
@@ -317,8 +344,23 @@ mod tests {
             d("0.1")
         );
         for bad in [
-            "", "-", "+1", "1.", ".5", "1e", "1..2", "abc", "1,5", " 1", "1 ", "NaN", "1_000",
-            "12345678901234567890123456789", "1e29", "0.00000000000000000000000000001", "1e9999999",
+            "",
+            "-",
+            "+1",
+            "1.",
+            ".5",
+            "1e",
+            "1..2",
+            "abc",
+            "1,5",
+            " 1",
+            "1 ",
+            "NaN",
+            "1_000",
+            "12345678901234567890123456789",
+            "1e29",
+            "0.00000000000000000000000000001",
+            "1e9999999",
         ] {
             assert!(parse_decimal(bad).is_err(), "{bad:?} must be refused");
         }
@@ -349,12 +391,15 @@ mod tests {
         assert_eq!(to_f64(d("0.1")), 0.1);
         assert_eq!(to_f64(d("1234.56")), 1234.56);
         assert_eq!(to_f64(d("-0.000")), 0.0);
-        assert_eq!(to_f64(d("0.7234234234234234234234234234")), 0.7234234234234235);
+        assert_eq!(
+            to_f64(d("0.7234234234234234234234234234")),
+            0.7234234234234235
+        );
         assert_eq!(
             to_f64(d("1234567890123456789012345678")),
             1234567890123456789012345678.0
         );
-        assert_eq!(to_f64(d("-0.820019195393105655")), -0.820019195393105655);
+        assert_eq!(to_f64(d("-0.820019195393105655")), -0.820_019_195_393_105_6);
         assert_eq!(to_f64(d("9007199254740993")), 9007199254740992.0);
     }
 
@@ -375,6 +420,9 @@ mod tests {
         assert_eq!(figures.ratios().unwrap().gm_market, d("0"));
         figures.0[0] = d("2");
         figures.0[1] = d("1.999999999999999997");
-        assert_eq!(figures.ratios().unwrap().gm_market, d("0.000000000000000002"));
+        assert_eq!(
+            figures.ratios().unwrap().gm_market,
+            d("0.000000000000000002")
+        );
     }
 }

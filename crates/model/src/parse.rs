@@ -20,7 +20,9 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::event::{CostFunction, CostTag, Currency, Event, EventKey, EventType, RevenueType};
+use crate::event::{
+    CostFunction, CostTag, Currency, CustomerId, Event, EventKey, EventType, RevenueType,
+};
 use crate::money::parse_decimal;
 use crate::reject::{RejectReason, Rejection};
 use crate::time::Timestamp;
@@ -153,7 +155,10 @@ fn invalid(field: &str, problem: impl fmt::Display) -> Rejection {
 fn text<'v, 'a>(value: &'v Value<'a>, field: &str) -> Result<&'v str, Rejection> {
     match value {
         Value::Text(text) => Ok(text),
-        Value::Other(raw) => Err(invalid(field, format_args!("expected a string, got {}", preview(raw)))),
+        Value::Other(raw) => Err(invalid(
+            field,
+            format_args!("expected a string, got {}", preview(raw)),
+        )),
         Value::Absent | Value::Null => Err(Rejection::new(
             RejectReason::MissingField,
             format!("field \"{field}\" is missing"),
@@ -170,7 +175,11 @@ fn preview(raw: &str) -> String {
     out
 }
 
-fn identifier<'v>(value: &'v Value<'_>, field: &str, allow_control: bool) -> Result<&'v str, Rejection> {
+fn identifier<'v>(
+    value: &'v Value<'_>,
+    field: &str,
+    allow_control: bool,
+) -> Result<&'v str, Rejection> {
     let id = text(value, field)?;
     if id.is_empty() || id.len() > ID_BYTES_MAX {
         return Err(invalid(
@@ -199,10 +208,19 @@ pub fn parse_event(bytes: &[u8], limits: &ParseLimits) -> Result<Event, Rejectio
     let json = std::str::from_utf8(bytes).map_err(|error| {
         Rejection::new(RejectReason::MalformedJson, format!("not UTF-8: {error}"))
     })?;
+    if json.trim().is_empty() {
+        return Err(Rejection::new(
+            RejectReason::MalformedJson,
+            "empty message: not one JSON object",
+        ));
+    }
     let raw: RawFields<'_> = serde_json::from_str(json).map_err(|error| {
-        Rejection::new(RejectReason::MalformedJson, format!("not one JSON object: {error}"))
+        Rejection::new(
+            RejectReason::MalformedJson,
+            format!("not one JSON object: {error}"),
+        )
     })?;
-    let values: Vec<Value<'_>> = raw.0.iter().map(|field| Value::of(*field)).collect();
+    let values: [Value<'_>; 9] = std::array::from_fn(|index| Value::of(raw.0[index]));
 
     // 3. The event type decides which fields are required.
     let event_type = match &values[EVENT_TYPE] {
@@ -230,11 +248,10 @@ pub fn parse_event(bytes: &[u8], limits: &ParseLimits) -> Result<Event, Rejectio
     };
 
     // 4. Required fields, all checked for presence before any form.
-    let mut required = vec![EVENT_ID];
-    if event_type == EventType::Revenue {
-        required.push(CUSTOMER_ID);
-    }
-    required.extend([OCCURRED_AT, AMOUNT, CURRENCY]);
+    let required: &[usize] = match event_type {
+        EventType::Revenue => &[EVENT_ID, CUSTOMER_ID, OCCURRED_AT, AMOUNT, CURRENCY],
+        EventType::Cost => &[EVENT_ID, OCCURRED_AT, AMOUNT, CURRENCY],
+    };
     if let Some(missing) = required.iter().find(|index| values[**index].is_missing()) {
         return Err(Rejection::new(
             RejectReason::MissingField,
@@ -289,18 +306,24 @@ pub fn parse_event(bytes: &[u8], limits: &ParseLimits) -> Result<Event, Rejectio
                     Some(category) => CostTag::Category(category.into()),
                     None => CostTag::None,
                 },
-                Value::Text(name) => CostTag::Function(CostFunction::from_wire(name).ok_or_else(
-                    || {
+                Value::Text(name) => {
+                    CostTag::Function(CostFunction::from_wire(name).ok_or_else(|| {
                         Rejection::new(
                             RejectReason::UnknownCostFunction,
-                            format!("cost_function {:?} is not one of the six functions", preview(name)),
+                            format!(
+                                "cost_function {:?} is not one of the six functions",
+                                preview(name)
+                            ),
                         )
-                    },
-                )?),
+                    })?)
+                }
                 Value::Other(raw) => {
                     return Err(Rejection::new(
                         RejectReason::UnknownCostFunction,
-                        format!("cost_function {} is not one of the six functions", preview(raw)),
+                        format!(
+                            "cost_function {} is not one of the six functions",
+                            preview(raw)
+                        ),
                     ))
                 }
                 Value::Absent | Value::Null => CostTag::None,
@@ -311,7 +334,7 @@ pub fn parse_event(bytes: &[u8], limits: &ParseLimits) -> Result<Event, Rejectio
     Ok(Event {
         event_type,
         key: EventKey::of(event_id),
-        customer_id: customer_id.map(Box::from),
+        customer_id: customer_id.map(CustomerId::from),
         occurred_at,
         amount,
         currency,
@@ -360,22 +383,48 @@ mod tests {
         assert_eq!(reason("{} {}"), MalformedJson);
         assert_eq!(reason(r#"{"event_id":"a","event_id":"b"}"#), MalformedJson);
         assert_eq!(
-            parse_event(b"{\"a\":\"\xff\"}", &ParseLimits::default()).unwrap_err().reason,
+            parse_event(b"{\"a\":\"\xff\"}", &ParseLimits::default())
+                .unwrap_err()
+                .reason,
             MalformedJson
         );
         assert_eq!(reason("{}"), MissingField);
         assert_eq!(reason(r#"{"event_type":"Refund_Event"}"#), UnknownEventType);
         assert_eq!(reason(r#"{"event_type":7}"#), UnknownEventType);
-        assert_eq!(reason(&REVENUE.replace(r#""customer_id":"c1","#, "")), MissingField);
+        assert_eq!(
+            reason(&REVENUE.replace(r#""customer_id":"c1","#, "")),
+            MissingField
+        );
         assert_eq!(reason(&REVENUE.replace(r#""c1""#, "null")), MissingField);
         assert_eq!(reason(&REVENUE.replace(r#""c1""#, r#""""#)), InvalidField);
-        assert_eq!(reason(&REVENUE.replace(r#""c1""#, r#""c\u0007""#)), InvalidField);
-        assert_eq!(reason(&REVENUE.replace(r#""e1""#, &format!("\"{}\"", "x".repeat(129)))), InvalidField);
-        assert_eq!(reason(&REVENUE.replace("2026-01-01T00:00:00Z", "2026-01-01 00:00")), InvalidField);
-        assert_eq!(reason(&REVENUE.replace(r#""100.10""#, r#""1e""#)), InvalidField);
-        assert_eq!(reason(&REVENUE.replace(r#""100.10""#, "true")), InvalidField);
-        assert_eq!(reason(&REVENUE.replace(r#""USD""#, r#""usd""#)), InvalidField);
-        assert_eq!(reason(&REVENUE.replace(r#""USD""#, r#""USD","revenue_type":"gift""#)), InvalidField);
+        assert_eq!(
+            reason(&REVENUE.replace(r#""c1""#, r#""c\u0007""#)),
+            InvalidField
+        );
+        assert_eq!(
+            reason(&REVENUE.replace(r#""e1""#, &format!("\"{}\"", "x".repeat(129)))),
+            InvalidField
+        );
+        assert_eq!(
+            reason(&REVENUE.replace("2026-01-01T00:00:00Z", "2026-01-01 00:00")),
+            InvalidField
+        );
+        assert_eq!(
+            reason(&REVENUE.replace(r#""100.10""#, r#""1e""#)),
+            InvalidField
+        );
+        assert_eq!(
+            reason(&REVENUE.replace(r#""100.10""#, "true")),
+            InvalidField
+        );
+        assert_eq!(
+            reason(&REVENUE.replace(r#""USD""#, r#""usd""#)),
+            InvalidField
+        );
+        assert_eq!(
+            reason(&REVENUE.replace(r#""USD""#, r#""USD","revenue_type":"gift""#)),
+            InvalidField
+        );
         let cost = r#"{"event_type":"Cost_Event","event_id":"e","occurred_at":"2026-01-01T00:00:00Z","amount":"1","currency":"USD","cost_function":"Marketing"}"#;
         assert_eq!(reason(cost), UnknownCostFunction);
         let big = format!(r#"{{"pad":"{}"}}"#, "x".repeat(70_000));
@@ -388,6 +437,10 @@ mod tests {
         let json = r#"{"event_type":"Revenue_Event","event_id":"e1","customer_id":"c1","occurred_at":"bad","currency":"USD"}"#;
         let rejection = parse(json).unwrap_err();
         assert_eq!(rejection.reason, RejectReason::MissingField);
-        assert!(rejection.message.contains("amount"), "{}", rejection.message);
+        assert!(
+            rejection.message.contains("amount"),
+            "{}",
+            rejection.message
+        );
     }
 }

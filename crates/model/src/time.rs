@@ -21,11 +21,9 @@ impl Timestamp {
 
     /// Parses an RFC 3339 timestamp with an offset (`Z` or `±hh:mm`).
     pub fn parse_rfc3339(text: &str) -> Option<Timestamp> {
-        let parsed = ::time::OffsetDateTime::parse(
-            text,
-            &::time::format_description::well_known::Rfc3339,
-        )
-        .ok()?;
+        let parsed =
+            ::time::OffsetDateTime::parse(text, &::time::format_description::well_known::Rfc3339)
+                .ok()?;
         Some(Timestamp {
             seconds: parsed.unix_timestamp(),
             nanos: parsed.nanosecond(),
@@ -178,7 +176,16 @@ mod tests {
         assert_eq!(DurationSpec::parse("7d").unwrap().seconds(), 604_800);
         assert_eq!(DurationSpec::parse("5m").unwrap().as_str(), "5m");
         assert_eq!(DurationSpec::parse("2w").unwrap().seconds(), 1_209_600);
-        for bad in ["", "h", "0h", "-1h", "1.5h", "1y", "1h30m", "99999999999999999999d"] {
+        for bad in [
+            "",
+            "h",
+            "0h",
+            "-1h",
+            "1.5h",
+            "1y",
+            "1h30m",
+            "99999999999999999999d",
+        ] {
             assert!(DurationSpec::parse(bad).is_err(), "{bad:?} must be refused");
         }
         assert_eq!(DurationSpec::from_seconds(86_400).as_str(), "1d");

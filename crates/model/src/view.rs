@@ -1,9 +1,10 @@
 //! What an exporter reads from the engine: the gauges' source and the event counters.
 
 use crate::event::EventType;
-use crate::money::Figures;
+use crate::money::{Figures, SLOTS};
 use crate::reject::RejectReason;
 use crate::time::Timestamp;
+use rust_decimal::Decimal;
 
 /// What happened to an event that was not rejected (`marginstream_events_total{outcome}`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -84,6 +85,53 @@ impl Counters {
     }
 }
 
+/// Revenue and the five margin costs of one subject (a customer or the portfolio) for every
+/// window, as stored by the engine: slot-major, so that one event's sums across windows share
+/// a cache line.
+#[derive(Debug, Clone, Copy)]
+pub struct WindowFigures<'a> {
+    sums: &'a [Decimal],
+    windows: usize,
+}
+
+impl<'a> WindowFigures<'a> {
+    /// Wraps `sums`, laid out as `sums[slot * windows + window]`.
+    ///
+    /// # Panics
+    ///
+    /// Panics if `sums` does not hold exactly `SLOTS * windows` values.
+    pub fn new(sums: &'a [Decimal], windows: usize) -> WindowFigures<'a> {
+        assert_eq!(
+            sums.len(),
+            SLOTS * windows,
+            "slot-major sums hold six lines per window"
+        );
+        WindowFigures { sums, windows }
+    }
+
+    /// Returns the number of windows.
+    pub fn len(&self) -> usize {
+        self.windows
+    }
+
+    /// Returns `true` when there is no window.
+    pub fn is_empty(&self) -> bool {
+        self.windows == 0
+    }
+
+    /// Returns the figures of window `window` (an index into the window labels).
+    pub fn window(&self, window: usize) -> Figures {
+        Figures(std::array::from_fn(|slot| {
+            self.sums[slot * self.windows + window]
+        }))
+    }
+
+    /// Returns the figures of every window, in label order.
+    pub fn to_vec(&self) -> Vec<Figures> {
+        (0..self.windows).map(|w| self.window(w)).collect()
+    }
+}
+
 /// The source of the gauges of contract section 5, read by the exporters.
 ///
 /// Customers are presented in ascending order of `customer_id`, so that every rendering is
@@ -101,10 +149,10 @@ pub trait GaugeView: Sync {
     /// # Panics
     ///
     /// Panics if `index >= customer_count()`.
-    fn customer(&self, index: usize) -> (&str, &[Figures]);
+    fn customer(&self, index: usize) -> (&str, WindowFigures<'_>);
 
     /// Returns the portfolio's per-window figures: every customer plus unattributed costs.
-    fn portfolio(&self) -> &[Figures];
+    fn portfolio(&self) -> WindowFigures<'_>;
 
     /// Returns the event counters.
     fn counters(&self) -> &Counters;
