@@ -1,13 +1,12 @@
 //! The engine's state and the one operation that changes it, [`Engine::record`].
 
-use std::collections::BTreeMap;
 use std::hash::BuildHasher;
 
 use foldhash::fast::RandomState;
 use hashbrown::{HashMap, HashTable};
 use marginstream_model::{
-    Bucket, Counters, DurationSpec, EventKey, Figures, GaugeView, Outcome, RejectReason,
-    Rejection, Timestamp,
+    Bucket, Counters, CustomerId, DurationSpec, EventKey, Figures, GaugeView, Outcome,
+    RejectReason, Rejection, Timestamp, WindowFigures,
 };
 
 use crate::error::AggregatorError;
@@ -67,7 +66,8 @@ pub const WINDOWS_MAX: usize = 16;
 /// One customer's id and series.
 #[derive(Debug, Clone)]
 struct Customer {
-    id: Box<str>,
+    /// Inline up to 24 bytes, so finding a customer touches one less cache line.
+    id: CustomerId,
     series: Series,
 }
 
@@ -116,11 +116,12 @@ pub struct Engine {
     hasher: RandomState,
     /// Every customer plus unattributed costs.
     portfolio: Series,
-    /// For each bucket inside the longest window, the customers with an entry in it.
-    expiry: BTreeMap<i32, Vec<u32>>,
     /// Applied event keys, with the watermark bucket when they were applied.
     dedup: HashMap<u128, i32, RandomState>,
     dedup_swept_at: i64,
+    /// Customers are slid in bulk when the watermark has moved this many buckets.
+    maintain_buckets: i64,
+    maintained_at: i64,
     watermark: Option<Timestamp>,
     counters: Counters,
     /// Occupied slots sorted by customer id, valid while `sorted_valid`.
@@ -131,7 +132,10 @@ pub struct Engine {
 fn bucket_i32(bucket: i64) -> i32 {
     // Buckets are at least a minute and timestamps are bounded (RFC 3339 years 0-9999,
     // future guard), so this saturation never changes a value in practice.
-    debug_assert!(i32::try_from(bucket).is_ok(), "bucket index {bucket} out of i32 range");
+    debug_assert!(
+        i32::try_from(bucket).is_ok(),
+        "bucket index {bucket} out of i32 range"
+    );
     bucket.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
 }
 
@@ -202,10 +206,11 @@ impl Engine {
             customer_count: 0,
             index: HashTable::new(),
             hasher: RandomState::default(),
-            portfolio: Series::new(label_count),
-            expiry: BTreeMap::new(),
+            portfolio: Series::new(label_count, config.windows.len(), i32::MIN),
             dedup: HashMap::with_hasher(RandomState::default()),
             dedup_swept_at: i64::MIN,
+            maintain_buckets: (longest_buckets.unwrap_or(16) / 16).max(1),
+            maintained_at: i64::MIN,
             watermark: None,
             counters: Counters::default(),
             sorted: Vec::new(),
@@ -338,34 +343,57 @@ impl Engine {
                     }
                 }
             }
-            let entry_bucket = (!late && self.longest_buckets.is_some()).then(|| bucket_i32(bucket));
+            let entry_bucket =
+                (!late && self.longest_buckets.is_some()).then(|| bucket_i32(bucket));
             if mask != 0 {
-                let fits = self
-                    .portfolio
-                    .can_add(entry_bucket, slot, event.amount, mask)
-                    && existing.is_none_or(|s| {
-                        self.series(s).can_add(entry_bucket, slot, event.amount, mask)
-                    });
-                if !fits {
-                    return Err(Rejection::new(
+                let overflow = || {
+                    Rejection::new(
                         RejectReason::InvalidField,
-                        "field \"amount\": the running totals would leave the decimal range",
-                    ));
+                        "field \"amount\": the running totals would need more than 28 significant digits to stay exact",
+                    )
+                };
+                let portfolio = self
+                    .portfolio
+                    .prepare(entry_bucket, slot, event.amount, mask)
+                    .ok_or_else(overflow)?;
+                // An entry outside some finite window must go before that window's cursor,
+                // so the customer's windows are slid first. In-order events (inside every
+                // window) skip this; the periodic `maintain` slides everyone in bulk.
+                let finite = (1u32 << self.window_buckets.len()) - 1;
+                if let (Some(s), Some(_)) = (existing, entry_bucket) {
+                    if mask & finite != finite {
+                        let windows = &self.window_buckets;
+                        if let Some(customer) = self.customers[s as usize].as_mut() {
+                            customer.series.catch_up(bucket_i32(current), windows);
+                        }
+                    }
                 }
-                self.portfolio.add(entry_bucket, slot, event.amount, mask);
+                let customer = match existing {
+                    Some(s) => Some(
+                        self.series(s)
+                            .prepare(entry_bucket, slot, event.amount, mask)
+                            .ok_or_else(overflow)?,
+                    ),
+                    None => None,
+                };
+                self.portfolio.commit(&portfolio);
                 if let (Some(id), Some(hash)) = (event.customer_id, hash) {
-                    let customer = match existing {
-                        Some(customer) => customer,
-                        None => self.insert(id, hash),
+                    let (slot_index, pending) = match (existing, customer) {
+                        (Some(s), Some(pending)) => (s, pending),
+                        _ => {
+                            let s = self.insert(id, hash);
+                            let pending = self
+                                .series(s)
+                                .prepare(entry_bucket, slot, event.amount, mask)
+                                .expect("a new series holds zeros, so one amount fits");
+                            (s, pending)
+                        }
                     };
-                    let first_in_bucket = self.customers[customer as usize]
+                    self.customers[slot_index as usize]
                         .as_mut()
                         .expect("a found or inserted slot is occupied")
                         .series
-                        .add(entry_bucket, slot, event.amount, mask);
-                    if let (true, Some(b)) = (first_in_bucket, entry_bucket) {
-                        self.expiry.entry(b).or_default().push(customer);
-                    }
+                        .commit(&pending);
                 }
             }
         }
@@ -388,15 +416,19 @@ impl Engine {
             .find(hash, |slot| {
                 customers[*slot as usize]
                     .as_ref()
-                    .is_some_and(|c| *c.id == *id)
+                    .is_some_and(|c| c.id == *id)
             })
             .copied()
     }
 
-    fn insert(&mut self, id: Box<str>, hash: u64) -> u32 {
+    fn insert(&mut self, id: CustomerId, hash: u64) -> u32 {
         let customer = Customer {
             id,
-            series: Series::new(self.labels.len()),
+            series: Series::new(
+                self.labels.len(),
+                self.window_buckets.len(),
+                bucket_i32(self.current_bucket()),
+            ),
         };
         let slot = match self.free_slots.pop() {
             Some(slot) => {
@@ -451,47 +483,26 @@ impl Engine {
         let new_bucket = Bucket::of(t, self.bucket_seconds).0;
         let Some(old) = old else {
             self.dedup_swept_at = new_bucket;
+            self.maintained_at = new_bucket;
             return;
         };
         let old_bucket = Bucket::of(old, self.bucket_seconds).0;
         if new_bucket == old_bucket {
             return;
         }
-        for window in 0..self.window_buckets.len() {
-            let length = self.window_buckets[window];
-            // Buckets in (old - length, new - length] leave this window.
-            let from = bucket_i32(old_bucket - length + 1);
-            let to = bucket_i32(new_bucket - length);
-            // A customer is listed once under each bucket it has entries in, so each bucket
-            // is subtracted on its own: subtracting the whole range per listing would take a
-            // customer with entries in several leaving buckets out several times.
-            for (bucket, slots) in self.expiry.range(from..=to) {
-                for slot in slots {
-                    if let Some(customer) = self.customers[*slot as usize].as_mut() {
-                        customer.series.subtract_buckets(*bucket, *bucket, window);
-                    }
-                }
-            }
-            self.portfolio.subtract_buckets(from, to, window);
-        }
-        if let Some(longest) = self.longest_buckets {
-            let limit = bucket_i32(new_bucket - longest);
-            let kept = self.expiry.split_off(&limit.saturating_add(1));
-            let gone = std::mem::replace(&mut self.expiry, kept);
-            for slot in gone.into_values().flatten() {
-                let Some(customer) = self.customers[slot as usize].as_mut() else {
-                    continue;
-                };
-                customer.series.drop_through(limit);
-                if self.lifetime_index.is_none() && customer.series.has_no_entries() {
-                    self.remove(slot);
-                }
-            }
-            self.portfolio.drop_through(limit);
+        // The portfolio, touched by every event, slides now. Customers slide in bulk, one
+        // sequential pass over the slab, every 1/16 of the longest window (and when a view
+        // is taken): far cheaper than visiting each customer at every bucket, and it bounds
+        // the entries held to the longest window plus 1/16.
+        self.portfolio
+            .catch_up(bucket_i32(new_bucket), &self.window_buckets);
+        if new_bucket - self.maintained_at >= self.maintain_buckets {
+            self.maintain();
         }
         if new_bucket - self.dedup_swept_at >= self.dedup_sweep_buckets {
             let oldest_kept = new_bucket - self.dedup_horizon_buckets;
-            self.dedup.retain(|_, stamp| i64::from(*stamp) > oldest_kept);
+            self.dedup
+                .retain(|_, stamp| i64::from(*stamp) > oldest_kept);
             self.dedup_swept_at = new_bucket;
         }
     }
@@ -501,8 +512,37 @@ impl Engine {
         self.dedup.contains_key(&key.0)
     }
 
-    /// Returns a read-only view for the exporters, sorting customers by id if needed.
+    /// Returns the watermark's bucket, or the minimum before the first event.
+    fn current_bucket(&self) -> i64 {
+        self.watermark.map_or(i64::from(i32::MIN), |t| {
+            Bucket::of(t, self.bucket_seconds).0
+        })
+    }
+
+    /// Slides every customer's windows to the watermark and drops what left the longest
+    /// window; with the lifetime window off, removes customers left with nothing. Bounds
+    /// memory for customers that stopped sending events. [`Engine::view`] calls it.
+    pub fn maintain(&mut self) {
+        self.maintained_at = self.current_bucket();
+        let current = bucket_i32(self.current_bucket());
+        let mut emptied = Vec::new();
+        for (slot, customer) in self.customers.iter_mut().enumerate() {
+            if let Some(customer) = customer {
+                customer.series.catch_up(current, &self.window_buckets);
+                if self.lifetime_index.is_none() && customer.series.has_no_entries() {
+                    emptied.push(slot as u32);
+                }
+            }
+        }
+        for slot in emptied {
+            self.remove(slot);
+        }
+    }
+
+    /// Returns a read-only view for the exporters: every window slid to the watermark
+    /// ([`Engine::maintain`]) and customers sorted by id (cached while the set is unchanged).
     pub fn view(&mut self) -> EngineView<'_> {
+        self.maintain();
         if !self.sorted_valid {
             self.sorted.clear();
             self.sorted.extend(
@@ -531,18 +571,19 @@ impl Engine {
             .customers
             .iter()
             .flatten()
-            .map(|c| c.id.len() + c.series.heap_bytes())
+            .map(|c| {
+                (if c.id.is_heap_allocated() {
+                    c.id.len()
+                } else {
+                    0
+                }) + c.series.heap_bytes()
+            })
             .sum();
         let entries = self
             .customers
             .iter()
             .flatten()
             .map(|c| c.series.entry_count())
-            .sum();
-        let expiry: usize = self
-            .expiry
-            .values()
-            .map(|slots| slots.capacity() * 4 + 48)
             .sum();
         MemoryStats {
             customers: self.customer_count,
@@ -551,8 +592,7 @@ impl Engine {
             customer_bytes: customer_heap
                 + self.customers.capacity() * std::mem::size_of::<Option<Customer>>()
                 + self.index.capacity() * (std::mem::size_of::<u32>() + 1)
-                + self.sorted.capacity() * 4
-                + expiry,
+                + self.sorted.capacity() * 4,
             dedup_bytes: self.dedup.capacity() * (16 + 4 + 1) * 8 / 7,
         }
     }
@@ -565,12 +605,12 @@ pub struct EngineView<'a> {
 }
 
 impl EngineView<'_> {
-    /// Returns the figures of one customer by id, if held.
-    pub fn customer_figures(&self, id: &str) -> Option<&[Figures]> {
+    /// Returns the figures of one customer by id, per window label, if held.
+    pub fn customer_figures(&self, id: &str) -> Option<Vec<Figures>> {
         let hash = self.engine.hasher.hash_one(id);
         self.engine
             .find(id, hash)
-            .map(|slot| self.engine.series(slot).figures())
+            .map(|slot| self.engine.series(slot).figures().to_vec())
     }
 }
 
@@ -583,14 +623,14 @@ impl GaugeView for EngineView<'_> {
         self.engine.sorted.len()
     }
 
-    fn customer(&self, index: usize) -> (&str, &[Figures]) {
+    fn customer(&self, index: usize) -> (&str, WindowFigures<'_>) {
         let customer = self.engine.customers[self.engine.sorted[index] as usize]
             .as_ref()
             .expect("sorted slots are occupied");
         (&customer.id, customer.series.figures())
     }
 
-    fn portfolio(&self) -> &[Figures] {
+    fn portfolio(&self) -> WindowFigures<'_> {
         self.engine.portfolio.figures()
     }
 

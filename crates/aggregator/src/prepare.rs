@@ -2,9 +2,10 @@
 
 use std::collections::HashMap;
 
+use marginstream_model::money::exact_mul;
 use marginstream_model::{
-    parse_event, CostTag, Currency, EventKey, EventType, Line, ParseLimits, RejectReason,
-    Rejection, Timestamp,
+    parse_event, CostTag, Currency, CustomerId, EventKey, EventType, Line, ParseLimits,
+    RejectReason, Rejection, Timestamp,
 };
 use rust_decimal::Decimal;
 
@@ -18,7 +19,7 @@ pub struct Prepared {
     /// The hashed `event_id`.
     pub key: EventKey,
     /// The customer, or `None` for an unattributed cost.
-    pub customer_id: Option<Box<str>>,
+    pub customer_id: Option<CustomerId>,
     /// Event time.
     pub occurred_at: Timestamp,
     /// Where the amount is summed.
@@ -74,10 +75,15 @@ impl Preparer {
                     ),
                 )
             })?;
-            event.amount.checked_mul(*rate).ok_or_else(|| {
+            // Exact or refused: a product needing more than 28 significant digits would be
+            // rounded, and a ledger must reconcile to the cent.
+            exact_mul(event.amount, *rate).ok_or_else(|| {
                 Rejection::new(
                     RejectReason::InvalidField,
-                    "field \"amount\": out of the decimal range after currency conversion",
+                    format!(
+                        "field \"amount\": {} {} × {rate} needs more than 28 significant digits",
+                        event.amount, event.currency
+                    ),
                 )
             })?
         };

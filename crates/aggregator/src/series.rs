@@ -2,8 +2,11 @@
 
 use std::collections::VecDeque;
 
-use marginstream_model::Figures;
+use marginstream_model::money::{self, SLOTS};
+use marginstream_model::WindowFigures;
 use rust_decimal::Decimal;
+
+use crate::engine::WINDOWS_MAX;
 
 /// The sum of one cost line (or revenue) of one customer in one bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,26 +22,89 @@ struct Entry {
 
 /// One customer's (or the portfolio's) figures per window, with the entries needed to slide
 /// the finite windows.
+///
+/// Entries are sorted by (bucket, slot). For each finite window, a cursor marks the first
+/// entry still inside it: buckets leave a window in order, so sliding it only walks forward
+/// from the cursor, touching the entries that leave and nothing else.
 #[derive(Debug, Clone)]
 pub struct Series {
-    /// Figures per window label: the finite windows in configured order, then `all`.
-    figures: Box<[Figures]>,
+    /// Sums per line and window label, slot-major (`sums[slot * labels + window]`), so the
+    /// sums one event updates share a cache line. Labels: finite windows, then `all`.
+    sums: Box<[Decimal]>,
+    /// The number of window labels.
+    labels: u8,
     /// Bucket entries within the longest finite window, sorted by (bucket, slot).
     entries: VecDeque<Entry>,
+    /// Per finite window, the index in `entries` of the first entry inside it.
+    cursors: Box<[u32]>,
+    /// The watermark bucket the windows were last slid to.
+    slid_to: i32,
+    /// The sum of the absolute values of every amount ever added: a bound on every sum and
+    /// every partial sum the series can form, in any order.
+    magnitude: Decimal,
+    /// The largest scale (decimal places) of any amount added.
+    scale_max: u8,
+}
+
+/// Significant digits of a `rust_decimal::Decimal`.
+const DIGITS: u32 = 28;
+
+fn clamp_bucket(bucket: i64) -> i32 {
+    bucket.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
+}
+
+/// An addition checked for overflow, ready to be committed with [`Series::commit`].
+#[derive(Debug, Clone, Copy)]
+pub struct PendingAdd {
+    slot: usize,
+    mask: u32,
+    amount: Decimal,
+    magnitude: Decimal,
+    scale_max: u8,
+    /// The new value of each window's sum, for the windows in `mask`.
+    windows: [Decimal; WINDOWS_MAX],
+    /// The bucket, with the entry's position (`Ok`: existing, `Err`: insert at) and new sum.
+    entry: Option<(i32, Result<usize, usize>, Decimal)>,
 }
 
 impl Series {
-    /// Creates an empty series for `labels` windows.
-    pub fn new(labels: usize) -> Series {
+    /// Creates an empty series for `labels` window labels, of which `finite` are finite,
+    /// current as of watermark bucket `current`.
+    pub fn new(labels: usize, finite: usize, current: i32) -> Series {
         Series {
-            figures: vec![Figures::default(); labels].into_boxed_slice(),
+            sums: vec![Decimal::ZERO; SLOTS * labels].into_boxed_slice(),
+            labels: u8::try_from(labels).expect("at most WINDOWS_MAX labels"),
             entries: VecDeque::new(),
+            cursors: vec![0; finite].into_boxed_slice(),
+            slid_to: current,
+            magnitude: Decimal::ZERO,
+            scale_max: 0,
+        }
+    }
+
+    /// Slides every finite window to watermark bucket `current` and drops the entries that
+    /// left the longest one. `windows` are the finite windows' lengths in buckets. Cheap when
+    /// already current.
+    pub fn catch_up(&mut self, current: i32, windows: &[i64]) {
+        if self.slid_to >= current {
+            return;
+        }
+        self.slid_to = current;
+        for (window, length) in windows.iter().enumerate() {
+            self.slide(window, clamp_bucket(i64::from(current) - length));
+        }
+        if let Some(limit) = windows
+            .iter()
+            .max()
+            .map(|l| clamp_bucket(i64::from(current) - l))
+        {
+            self.drop_through(limit);
         }
     }
 
     /// Returns the figures per window label.
-    pub fn figures(&self) -> &[Figures] {
-        &self.figures
+    pub fn figures(&self) -> WindowFigures<'_> {
+        WindowFigures::new(&self.sums, usize::from(self.labels))
     }
 
     /// Returns the number of bucket entries held.
@@ -53,8 +119,9 @@ impl Series {
 
     /// Returns the bytes this series holds on the heap.
     pub fn heap_bytes(&self) -> usize {
-        self.figures.len() * std::mem::size_of::<Figures>()
+        self.sums.len() * std::mem::size_of::<Decimal>()
             + self.entries.capacity() * std::mem::size_of::<Entry>()
+            + self.cursors.len() * 4
     }
 
     fn position(&self, bucket: i32, slot: u8) -> Result<usize, usize> {
@@ -63,44 +130,85 @@ impl Series {
             None => Err(0),
             Some(last) if (last.bucket, last.slot) < key => Err(self.entries.len()),
             Some(last) if (last.bucket, last.slot) == key => Ok(self.entries.len() - 1),
-            Some(_) => self.entries.binary_search_by(|e| (e.bucket, e.slot).cmp(&key)),
+            Some(_) => self
+                .entries
+                .binary_search_by(|e| (e.bucket, e.slot).cmp(&key)),
         }
     }
 
-    /// Returns `true` when adding `amount` to `slot` of the windows in `mask` (bit i for
-    /// window label i) and to the entry of `bucket` overflows no sum.
-    pub fn can_add(&self, bucket: Option<i32>, slot: usize, amount: Decimal, mask: u32) -> bool {
-        let windows_fit = self
-            .figures
-            .iter()
-            .enumerate()
-            .filter(|(index, _)| mask & (1 << index) != 0)
-            .all(|(_, figures)| figures.0[slot].checked_add(amount).is_some());
-        let entry_fits = match bucket.map(|b| self.position(b, slot as u8)) {
-            Some(Ok(at)) => self.entries[at].amount.checked_add(amount).is_some(),
-            _ => true,
+    /// Prepares adding `amount` to `slot` of the windows in `mask` (bit i for window label
+    /// i) and, when `bucket` is given, to that bucket's entry. Returns `None` if a sum could
+    /// stop being exact; nothing has changed then.
+    ///
+    /// Exactness is kept by a budget: the integer digits of the sum of every absolute amount
+    /// ever added, plus the most decimal places of any amount, stay within 28. Every sum and
+    /// partial sum of the series is then exactly representable, whatever the order of
+    /// additions and of the subtractions that slide the windows: nothing is ever rounded, and
+    /// nothing overflows. (Cents leave 26 integer digits: 10^26 of turnover per series.)
+    pub fn prepare(
+        &self,
+        bucket: Option<i32>,
+        slot: usize,
+        amount: Decimal,
+        mask: u32,
+    ) -> Option<PendingAdd> {
+        let magnitude = self.magnitude.checked_add(amount.abs())?;
+        let scale_max = self.scale_max.max(amount.scale() as u8);
+        if money::integer_digits(magnitude) + u32::from(scale_max) > DIGITS
+            || magnitude.scale() < self.magnitude.scale().max(amount.scale())
+        {
+            return None;
+        }
+        let mut pending = PendingAdd {
+            slot,
+            mask,
+            amount,
+            magnitude,
+            scale_max,
+            windows: [Decimal::ZERO; WINDOWS_MAX],
+            entry: None,
         };
-        windows_fit && entry_fits
+        let labels = usize::from(self.labels);
+        let row = &self.sums[slot * labels..(slot + 1) * labels];
+        for (index, sum) in row.iter().enumerate() {
+            if mask & (1 << index) != 0 {
+                pending.windows[index] = sum.checked_add(amount)?;
+            }
+        }
+        if let Some(bucket) = bucket {
+            let position = self.position(bucket, slot as u8);
+            let sum = match position {
+                Ok(at) => self.entries[at].amount.checked_add(amount)?,
+                Err(_) => amount,
+            };
+            pending.entry = Some((bucket, position, sum));
+        }
+        Some(pending)
     }
 
-    /// Adds `amount` to `slot` of the windows in `mask` and, when `bucket` is given, to its
-    /// entry. Returns `true` when this is the series' first entry in that bucket.
+    /// Commits a prepared addition. Returns `true` when it created the series' first entry
+    /// in its bucket.
     ///
     /// # Panics
     ///
-    /// Panics on overflow; callers check [`Series::can_add`] first.
-    pub fn add(&mut self, bucket: Option<i32>, slot: usize, amount: Decimal, mask: u32) -> bool {
-        for (index, figures) in self.figures.iter_mut().enumerate() {
-            if mask & (1 << index) != 0 {
-                figures.0[slot] += amount;
+    /// Panics if the series changed since [`Series::prepare`]: the engine prepares and
+    /// commits with nothing in between.
+    pub fn commit(&mut self, pending: &PendingAdd) -> bool {
+        self.magnitude = pending.magnitude;
+        self.scale_max = pending.scale_max;
+        let labels = usize::from(self.labels);
+        let row = &mut self.sums[pending.slot * labels..(pending.slot + 1) * labels];
+        for (index, sum) in row.iter_mut().enumerate() {
+            if pending.mask & (1 << index) != 0 {
+                *sum = pending.windows[index];
             }
         }
-        let Some(bucket) = bucket else {
+        let Some((bucket, position, sum)) = pending.entry else {
             return false;
         };
-        match self.position(bucket, slot as u8) {
+        match position {
             Ok(at) => {
-                self.entries[at].amount += amount;
+                self.entries[at].amount = sum;
                 false
             }
             Err(at) => {
@@ -110,35 +218,59 @@ impl Series {
                     at,
                     Entry {
                         bucket,
-                        slot: slot as u8,
-                        amount,
+                        slot: pending.slot as u8,
+                        amount: pending.amount,
                     },
                 );
+                // An entry inserted before a window's cursor is outside that window (it was
+                // not added to it): the cursor moves with the entries it points at.
+                for (window, cursor) in self.cursors.iter_mut().enumerate() {
+                    if pending.mask & (1 << window) == 0 && at <= *cursor as usize {
+                        *cursor += 1;
+                    }
+                    debug_assert!(
+                        pending.mask & (1 << window) == 0 || at >= *cursor as usize,
+                        "an entry inside a window sits at or after its cursor"
+                    );
+                }
                 first_in_bucket
             }
         }
     }
 
-    /// Subtracts the entries of buckets `from..=to` from the figures of window `window`: they
-    /// have left it.
-    pub fn subtract_buckets(&mut self, from: i32, to: i32, window: usize) {
-        let start = self.entries.partition_point(|e| e.bucket < from);
-        let figures = &mut self.figures[window];
-        for entry in self.entries.range(start..) {
-            if entry.bucket > to {
+    /// Subtracts from finite window `window` the entries of buckets up to `last`: they have
+    /// left it.
+    pub fn slide(&mut self, window: usize, last: i32) {
+        let mut cursor = self.cursors[window] as usize;
+        let labels = usize::from(self.labels);
+        while let Some(entry) = self.entries.get(cursor) {
+            if entry.bucket > last {
                 break;
             }
-            let sum = &mut figures.0[entry.slot as usize];
+            let sum = &mut self.sums[usize::from(entry.slot) * labels + window];
             *sum = sum
                 .checked_sub(entry.amount)
                 .expect("an entry leaving a window was added to it, so removing it fits");
+            cursor += 1;
         }
+        self.cursors[window] =
+            u32::try_from(cursor).expect("entries are bounded by the longest window's buckets × 6");
     }
 
-    /// Drops the entries of buckets up to `limit`: they have left the longest window.
+    /// Drops the entries of buckets up to `limit`: they have left the longest window, and
+    /// every window has slid past them.
     pub fn drop_through(&mut self, limit: i32) {
+        let mut dropped = 0u32;
         while self.entries.front().is_some_and(|e| e.bucket <= limit) {
             self.entries.pop_front();
+            dropped += 1;
+        }
+        for cursor in self.cursors.iter_mut() {
+            debug_assert!(
+                *cursor >= dropped,
+                "every window slid past the dropped entries"
+            );
+            *cursor = cursor.saturating_sub(dropped);
         }
         if self.entries.capacity() > 4 * self.entries.len() + 16 {
             self.entries.shrink_to_fit();

@@ -51,7 +51,12 @@ pub fn default_rules() -> Vec<TaggingRule> {
         rule(CostFunction::Onboarding, &["onboarding", "training"]),
         rule(
             CostFunction::Excluded,
-            &["r_and_d", "sales_and_marketing", "g_and_a", "stock_based_compensation"],
+            &[
+                "r_and_d",
+                "sales_and_marketing",
+                "g_and_a",
+                "stock_based_compensation",
+            ],
         ),
     ]
 }
@@ -113,7 +118,10 @@ impl Tagger {
 
     /// Returns the function of the first rule matching `category`, if any.
     pub fn tag(&self, category: &str) -> Option<CostFunction> {
-        let exact = if category.bytes().any(|b| b.is_ascii_uppercase() || b >= 0x80) {
+        let exact = if category
+            .bytes()
+            .any(|b| b.is_ascii_uppercase() || b >= 0x80)
+        {
             self.exact.get(&category.to_lowercase())
         } else {
             self.exact.get(category)
