@@ -63,6 +63,10 @@ pub struct ReaderOptions {
     /// [`LineRef::truncated_from`]; the rest of it is read and dropped without being
     /// buffered, so memory stays bounded whatever the input.
     pub line_bytes_max: usize,
+    /// Return blank lines (empty or only ASCII whitespace) as lines instead of skipping them
+    /// (default false). A ledger reader keeps them so that every line of the input is
+    /// accounted for: a blank line is then rejected by the parser like any non-JSON line.
+    pub keep_blank_lines: bool,
 }
 
 impl Default for ReaderOptions {
@@ -70,6 +74,7 @@ impl Default for ReaderOptions {
         Self {
             batch_bytes: default_batch_bytes(),
             line_bytes_max: default_line_bytes_max(),
+            keep_blank_lines: false,
         }
     }
 }
@@ -192,6 +197,8 @@ pub struct JsonlReader<R: Read> {
     lines_read: u64,
     /// Whether the input has ended and the last batch is out.
     finished: bool,
+    /// A consumed batch's buffers, given back by [`JsonlReader::recycle`] for the next cut.
+    spare: Option<(Vec<u8>, Vec<LineRef>)>,
 }
 
 impl<R: Read> JsonlReader<R> {
@@ -231,6 +238,7 @@ impl<R: Read> JsonlReader<R> {
             bytes_read: 0,
             lines_read: 0,
             finished: false,
+            spare: None,
         }
     }
 
@@ -287,6 +295,14 @@ impl<R: Read> JsonlReader<R> {
         }
     }
 
+    /// Gives back a consumed batch so that its buffers serve a later batch instead of fresh
+    /// memory. Optional; a batch not given back is simply dropped.
+    pub fn recycle(&mut self, batch: LineBatch) {
+        if self.spare.is_none() && batch.buffer.capacity() <= self.buffer_bytes_max {
+            self.spare = Some((batch.buffer, batch.lines));
+        }
+    }
+
     /// Returns the bytes consumed from the input so far (for progress bars).
     pub fn bytes_read(&self) -> u64 {
         self.bytes_read
@@ -317,7 +333,19 @@ impl<R: Read> JsonlReader<R> {
             "a line loses bytes only past its cap"
         );
         if dropped_blank && self.buffer[start..end].iter().all(u8::is_ascii_whitespace) {
-            return;
+            if !self.options.keep_blank_lines {
+                return;
+            }
+            if held == 0 {
+                // An empty line: nothing of it is in the buffer.
+                self.lines.push(LineRef {
+                    start,
+                    end: start,
+                    number: self.lines_read,
+                    truncated_from: None,
+                });
+                return;
+            }
         }
         // The last byte of the line is in the buffer unless the line's tail was dropped and
         // nothing of it was read since. A line that is not blank is not empty, so when
@@ -439,10 +467,21 @@ impl<R: Read> JsonlReader<R> {
         debug_assert!(!self.lines.is_empty(), "a batch is never empty");
         debug_assert_eq!(end, self.line_start, "a batch ends at a line end");
         self.lines_per_batch = self.lines.len();
+        let spare = self.spare.take();
+        let (spare_buffer, spare_lines) = match spare {
+            Some((buffer, lines)) => (Some(buffer), Some(lines)),
+            None => (None, None),
+        };
         let next_lines = if self.finished {
             Vec::new()
         } else {
-            Vec::with_capacity(self.lines_per_batch)
+            match spare_lines {
+                Some(mut lines) => {
+                    lines.clear();
+                    lines
+                }
+                None => Vec::with_capacity(self.lines_per_batch),
+            }
         };
         let mut lines = mem::replace(&mut self.lines, next_lines);
         let rest = self.filled - end;
@@ -452,7 +491,16 @@ impl<R: Read> JsonlReader<R> {
             let next = if self.finished {
                 Vec::new()
             } else {
-                let mut next = vec![0; self.buffer_bytes_initial.max(rest)];
+                let length = self.buffer_bytes_initial.max(rest);
+                let mut next = match spare_buffer {
+                    // A recycled buffer's pages are already mapped: reusing it spares the
+                    // page faults of fresh memory on every batch.
+                    Some(mut buffer) if buffer.capacity() >= length => {
+                        buffer.resize(length, 0);
+                        buffer
+                    }
+                    _ => vec![0; length],
+                };
                 next[..rest].copy_from_slice(&self.buffer[end..self.filled]);
                 next
             };
@@ -650,6 +698,7 @@ mod tests {
         ReaderOptions {
             batch_bytes,
             line_bytes_max,
+            ..ReaderOptions::default()
         }
     }
 
@@ -747,6 +796,46 @@ mod tests {
         let (lines, batches) = read_all(&mut reader);
         assert_eq!(lines, [line(3, b"{}"), line(6, b"[1]")]);
         assert_eq!((batches, reader.lines_read()), (1, 7));
+    }
+
+    /// With `keep_blank_lines`, blank lines come back as lines (empty, or their whitespace),
+    /// so a ledger reader can account for every line.
+    #[test]
+    fn keeps_blank_lines_when_asked() {
+        let options = ReaderOptions {
+            keep_blank_lines: true,
+            ..ReaderOptions::default()
+        };
+        let mut reader = JsonlReader::new(&b"\n \t\n{}\n\r\n[1]\n"[..], options);
+        let (lines, _) = read_all(&mut reader);
+        assert_eq!(
+            lines,
+            [
+                line(1, b""),
+                line(2, b" \t"),
+                line(3, b"{}"),
+                line(4, b""),
+                line(5, b"[1]")
+            ]
+        );
+    }
+
+    /// A recycled batch's buffers serve the next batch, and the lines stay intact.
+    #[test]
+    fn recycled_batches_keep_lines_intact() {
+        let input: Vec<u8> = (0..2_000)
+            .flat_map(|i| format!("{{\"n\":{i}}}\n").into_bytes())
+            .collect();
+        let mut reader = JsonlReader::new(&input[..], options(256, 1 << 10));
+        let mut numbers = Vec::new();
+        while let Some(batch) = reader.next_batch().unwrap() {
+            for (line, bytes) in batch.iter() {
+                assert_eq!(bytes, format!("{{\"n\":{}}}", line.number - 1).as_bytes());
+                numbers.push(line.number);
+            }
+            reader.recycle(batch);
+        }
+        assert_eq!(numbers, (1..=2_000).collect::<Vec<u64>>());
     }
 
     /// An empty input, and one of blank lines only, give no batch at all.
