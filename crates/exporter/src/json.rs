@@ -17,7 +17,9 @@
 
 use std::io::Write;
 
-use marginstream_model::{CostFunction, EventType, Figures, GaugeView, Outcome, RejectReason};
+use marginstream_model::{
+    CostFunction, EventType, Figures, GaugeView, Outcome, RejectReason, WindowFigures,
+};
 use rust_decimal::Decimal;
 use serde_json::{json, Map, Value};
 
@@ -43,18 +45,21 @@ pub fn figures_json(figures: &Figures) -> Value {
     })
 }
 
-fn windows_json(labels: &[String], figures: &[Figures]) -> Value {
+fn windows_json(labels: &[String], figures: WindowFigures<'_>) -> Value {
     Value::Object(
         labels
             .iter()
-            .zip(figures)
-            .map(|(label, figures)| (label.clone(), figures_json(figures)))
+            .enumerate()
+            .map(|(index, label)| (label.clone(), figures_json(&figures.window(index))))
             .collect(),
     )
 }
 
 /// Writes the whole state as one JSON document followed by a newline.
-pub fn render_json<V: GaugeView + ?Sized>(view: &V, out: &mut dyn Write) -> Result<(), ExporterError> {
+pub fn render_json<V: GaugeView + ?Sized>(
+    view: &V,
+    out: &mut dyn Write,
+) -> Result<(), ExporterError> {
     let error = |source| ExporterError::Write {
         format: "json",
         source,

@@ -3,7 +3,9 @@
 use std::thread;
 
 use marginstream_model::money::to_f64;
-use marginstream_model::{CostFunction, EventType, Figures, GaugeView, Outcome, RejectReason};
+use marginstream_model::{
+    CostFunction, EventType, GaugeView, Outcome, RejectReason, WindowFigures,
+};
 
 use crate::metrics::{self, Kind, FAMILIES};
 
@@ -97,29 +99,55 @@ fn write_subject(
     names: [&str; 5],
     prefix: &[u8],
     windows: &[String],
-    figures: &[Figures],
+    figures: WindowFigures<'_>,
     labels: &mut Vec<u8>,
 ) {
-    for (window, figures) in windows.iter().zip(figures) {
+    for (index, window) in windows.iter().enumerate() {
+        let figures = figures.window(index);
         labels.clear();
         labels.extend_from_slice(prefix);
         labels.extend_from_slice(b"window=\"");
         escape_label_value(window, labels);
         labels.push(b'"');
         let base = labels.len();
-        write_sample(&mut buffers.0[0], names[0], labels, to_f64(figures.revenue()));
+        write_sample(
+            &mut buffers.0[0],
+            names[0],
+            labels,
+            to_f64(figures.revenue()),
+        );
         for function in CostFunction::MARGIN {
             labels.truncate(base);
             labels.extend_from_slice(b",cost_function=\"");
             labels.extend_from_slice(function.as_str().as_bytes());
             labels.push(b'"');
-            write_sample(&mut buffers.0[1], names[1], labels, to_f64(figures.cost(function)));
+            write_sample(
+                &mut buffers.0[1],
+                names[1],
+                labels,
+                to_f64(figures.cost(function)),
+            );
         }
         labels.truncate(base);
         if let Some(ratios) = figures.ratios() {
-            write_sample(&mut buffers.0[2], names[2], labels, to_f64(ratios.gm_market));
-            write_sample(&mut buffers.0[3], names[3], labels, to_f64(ratios.gm_operating));
-            write_sample(&mut buffers.0[4], names[4], labels, to_f64(ratios.services_drag));
+            write_sample(
+                &mut buffers.0[2],
+                names[2],
+                labels,
+                to_f64(ratios.gm_market),
+            );
+            write_sample(
+                &mut buffers.0[3],
+                names[3],
+                labels,
+                to_f64(ratios.gm_operating),
+            );
+            write_sample(
+                &mut buffers.0[4],
+                names[4],
+                labels,
+                to_f64(ratios.services_drag),
+            );
         }
     }
 }
@@ -233,7 +261,14 @@ fn render_tail<V: GaugeView + ?Sized>(view: &V, out: &mut Vec<u8>) {
         metrics::PORTFOLIO_SERVICES_DRAG_RATIO,
     ];
     let mut labels = Vec::new();
-    write_subject(&mut portfolio, names, b"", view.window_labels(), view.portfolio(), &mut labels);
+    write_subject(
+        &mut portfolio,
+        names,
+        b"",
+        view.window_labels(),
+        view.portfolio(),
+        &mut labels,
+    );
     for (family, buffer) in portfolio.0.iter().enumerate() {
         let (name, kind, help) = FAMILIES[5 + family];
         write_header(out, name, kind, help);
@@ -250,7 +285,12 @@ fn render_tail<V: GaugeView + ?Sized>(view: &V, out: &mut Vec<u8>) {
                 event_type.as_str(),
                 outcome.as_str()
             );
-            write_counter(out, name, labels.as_bytes(), counters.events(event_type, outcome));
+            write_counter(
+                out,
+                name,
+                labels.as_bytes(),
+                counters.events(event_type, outcome),
+            );
         }
     }
     let (name, kind, help) = FAMILIES[11];
@@ -270,7 +310,11 @@ fn render_tail<V: GaugeView + ?Sized>(view: &V, out: &mut Vec<u8>) {
 }
 
 /// Appends the whole exposition to `out`: a one-shot [`Renderer`].
-pub fn render_prometheus<V: GaugeView + ?Sized>(view: &V, options: RenderOptions, out: &mut Vec<u8>) {
+pub fn render_prometheus<V: GaugeView + ?Sized>(
+    view: &V,
+    options: RenderOptions,
+    out: &mut Vec<u8>,
+) {
     let mut renderer = Renderer::new(options);
     let chunks = renderer.render(view);
     out.reserve(chunks.iter().map(|c| c.len()).sum());
@@ -303,7 +347,15 @@ mod tests {
     /// Shows the value formatting: shortest round trip, integers without `.0`.
     #[test]
     fn formats_values() {
-        for (value, text) in [(0.0, "0"), (-0.0, "0"), (1234.56, "1234.56"), (100.0, "100"), (0.1, "0.1"), (-2.5, "-2.5"), (1e21, "1e21")] {
+        for (value, text) in [
+            (0.0, "0"),
+            (-0.0, "0"),
+            (1234.56, "1234.56"),
+            (100.0, "100"),
+            (0.1, "0.1"),
+            (-2.5, "-2.5"),
+            (1e21, "1e21"),
+        ] {
             let mut out = Vec::new();
             write_value(&mut out, value);
             assert_eq!(String::from_utf8(out).unwrap(), text);

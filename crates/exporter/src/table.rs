@@ -65,7 +65,12 @@ pub fn render_table<V: GaugeView + ?Sized>(
         });
     };
     let mut order: Vec<(Option<Decimal>, usize)> = (0..view.customer_count())
-        .map(|i| (view.customer(i).1[w].ratios().map(|r| r.gm_market), i))
+        .map(|i| {
+            (
+                view.customer(i).1.window(w).ratios().map(|r| r.gm_market),
+                i,
+            )
+        })
         .collect();
     // Lowest GM-M first (the customers to look at), then those without revenue.
     order.sort_by(|a, b| match (a.0, b.0) {
@@ -86,9 +91,9 @@ pub fn render_table<V: GaugeView + ?Sized>(
     ]];
     rows.extend(order[..shown].iter().map(|(_, i)| {
         let (id, figures) = view.customer(*i);
-        row(id, &figures[w])
+        row(id, &figures.window(w))
     }));
-    let portfolio_row = row("PORTFOLIO", &view.portfolio()[w]);
+    let portfolio_row = row("PORTFOLIO", &view.portfolio().window(w));
     let widths: Vec<usize> = (0..7)
         .map(|c| {
             rows.iter()
@@ -111,8 +116,12 @@ pub fn render_table<V: GaugeView + ?Sized>(
         text
     };
     let rule = format!("{}\n", "-".repeat(widths.iter().sum::<usize>() + 12));
-    writeln!(out, "window {window}, {} customers, sorted by GM-M (lowest first)", order.len())
-        .map_err(error)?;
+    writeln!(
+        out,
+        "window {window}, {} customers, sorted by GM-M (lowest first)",
+        order.len()
+    )
+    .map_err(error)?;
     out.write_all(line(&rows[0]).as_bytes()).map_err(error)?;
     out.write_all(rule.as_bytes()).map_err(error)?;
     for r in &rows[1..] {
@@ -122,6 +131,7 @@ pub fn render_table<V: GaugeView + ?Sized>(
         writeln!(out, "… {} more customers", order.len() - shown).map_err(error)?;
     }
     out.write_all(rule.as_bytes()).map_err(error)?;
-    out.write_all(line(&portfolio_row).as_bytes()).map_err(error)?;
+    out.write_all(line(&portfolio_row).as_bytes())
+        .map_err(error)?;
     Ok(())
 }
