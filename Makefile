@@ -1,0 +1,49 @@
+# marginstream: `make help` lists the targets.
+SHELL := /bin/bash
+CARGO ?= cargo
+BIN := target/release/marginstream
+DEMO_DIR := target/demo
+
+.DEFAULT_GOAL := help
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
+
+build: ## Build the release binary (target/release/marginstream)
+	$(CARGO) build --release -p marginstream
+
+fmt: ## Format the code
+	$(CARGO) fmt --all
+
+lint: ## Check formatting and run clippy with warnings as errors
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+test: ## Run every test: unit, property, golden, CLI and the independent check
+	$(CARGO) build --workspace
+	$(CARGO) test --workspace
+	python3 tests/independent/check.py --binary target/debug/marginstream
+
+check-config: ## Validate every configuration file in config/
+	$(CARGO) build -p marginstream
+	@for f in config/*.toml; do echo "== $$f"; target/debug/marginstream check-config --config $$f > /dev/null || exit 1; done; echo "all configuration files are valid"
+
+demo: build ## Generate a ledger and replay it (the live Kafka demo comes with `marginstream run`)
+	@mkdir -p $(DEMO_DIR)
+	$(BIN) generate --customers 20 --days 45 --seed 7 --bad-share 0.01 --duplicate-share 0.01 --output $(DEMO_DIR)/ledger.jsonl
+	$(BIN) replay --input $(DEMO_DIR)/ledger.jsonl --rejected-out $(DEMO_DIR)/rejected.jsonl --format table --window 30d
+	@echo
+	@echo "Prometheus exposition: $(BIN) replay --input $(DEMO_DIR)/ledger.jsonl --format prometheus"
+	@echo "Rejected lines with their reasons: $(DEMO_DIR)/rejected.jsonl"
+
+bench: build ## Run the criterion benches and the end-to-end replay bench; writes target/bench/report.md
+	$(CARGO) bench --bench engine
+	scripts/bench-e2e.sh
+
+fuzz: ## Fuzz the event parser (needs cargo-fuzz and a nightly toolchain)
+	cd fuzz && $(CARGO) fuzz run parse_event -- -max_total_time=$${FUZZ_SECONDS:-60}
+
+clean: ## Remove build outputs
+	$(CARGO) clean
+
+.PHONY: help build fmt lint test check-config demo bench fuzz clean

@@ -1,0 +1,358 @@
+//! `marginstream replay`: the engine over a JSONL ledger, no Kafka needed.
+//!
+//! Two threads: the reader cuts the input into batches of lines and prepares every line
+//! (parse, validate, convert, tag: the costly part); the main thread applies the prepared
+//! events to the engine in input order and writes rejected lines. A bounded channel of
+//! [`READ_AHEAD_BATCHES`] batches between them bounds memory.
+
+use std::fs::File;
+use std::io::{self, BufWriter, IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use base64::Engine as _;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use marginstream_aggregator::{ClockMode, Engine, Prepared};
+use marginstream_consumer::{JsonlReader, LineBatch, ReaderOptions};
+use marginstream_model::{Counters, RejectReason, Rejection, Timestamp};
+use serde_json::json;
+use tracing::info;
+
+use crate::config::Config;
+
+/// Batches prepared ahead of the engine: bounds memory to about this many times the batch
+/// size (1 MiB) plus the parsed events.
+pub const READ_AHEAD_BATCHES: usize = 4;
+
+/// Output formats of the final state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Prometheus text exposition of every metric of the contract.
+    Prometheus,
+    /// One JSON document with exact decimal strings.
+    Json,
+    /// A readable per-customer table for one window, sorted by GM-M.
+    Table,
+}
+
+/// When to draw the progress bar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Progress {
+    /// A bar when stderr is a terminal, else a log line every 5 seconds.
+    Auto,
+    /// Always a bar.
+    Always,
+    /// Neither bar nor progress log lines.
+    Never,
+}
+
+/// Arguments of `marginstream replay`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReplayArgs {
+    /// The JSONL ledger to replay, `-` for standard input.
+    #[arg(long, short, value_name = "PATH")]
+    pub input: PathBuf,
+    /// Where rejected lines go, one JSON object each with the reason, the error and the
+    /// original line. Created (emptied) on every run.
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "marginstream-rejected.jsonl"
+    )]
+    pub rejected_out: PathBuf,
+    /// Output format of the final state.
+    #[arg(long, value_enum, default_value_t = Format::Prometheus)]
+    pub format: Format,
+    /// Write the output to this file instead of standard output.
+    #[arg(long, short, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+    /// The window of `--format table` (default: `all`, or the longest window without it).
+    #[arg(long, value_name = "WINDOW")]
+    pub window: Option<String>,
+    /// At most this many customers in `--format table`.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// Progress display on standard error.
+    #[arg(long, value_enum, default_value_t = Progress::Auto)]
+    pub progress: Progress,
+}
+
+/// What a replay did.
+#[derive(Debug, Clone)]
+pub struct ReplaySummary {
+    /// The final counters.
+    pub counters: Counters,
+    /// Lines read, blank ones included.
+    pub lines: u64,
+    /// Bytes read.
+    pub bytes: u64,
+    /// Wall time of reading and applying, rendering excluded.
+    pub elapsed: Duration,
+}
+
+/// One batch of lines and the result of preparing each.
+struct Prepared_ {
+    batch: LineBatch,
+    results: Vec<Result<Prepared, Rejection>>,
+    bytes_read: u64,
+}
+
+/// Returns the wall clock as a timestamp. The binary reads the clock; the engine never does.
+pub fn wall_clock() -> Timestamp {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO);
+    Timestamp {
+        seconds: i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
+        nanos: since.subsec_nanos(),
+    }
+}
+
+/// Writes rejected lines as JSONL.
+struct RejectedWriter {
+    out: BufWriter<File>,
+    path: PathBuf,
+    written: u64,
+}
+
+impl RejectedWriter {
+    fn create(path: &Path) -> anyhow::Result<RejectedWriter> {
+        let file = File::create(path).with_context(|| {
+            format!("cannot create the rejected-events file {}", path.display())
+        })?;
+        Ok(RejectedWriter {
+            out: BufWriter::with_capacity(256 * 1024, file),
+            path: path.to_owned(),
+            written: 0,
+        })
+    }
+
+    fn write(
+        &mut self,
+        line_number: u64,
+        line: &[u8],
+        truncated_from: Option<u64>,
+        rejection: &Rejection,
+    ) -> anyhow::Result<()> {
+        let mut record = json!({
+            "reason": rejection.reason.as_str(),
+            "error": rejection.message,
+            "line_number": line_number,
+        });
+        match std::str::from_utf8(line) {
+            Ok(text) => record["line"] = json!(text),
+            Err(_) => {
+                record["line_base64"] =
+                    json!(base64::engine::general_purpose::STANDARD.encode(line))
+            }
+        }
+        if let Some(length) = truncated_from {
+            record["truncated_from"] = json!(length);
+        }
+        serde_json::to_writer(&mut self.out, &record)?;
+        self.out
+            .write_all(b"\n")
+            .with_context(|| format!("cannot write to {}", self.path.display()))?;
+        self.written += 1;
+        Ok(())
+    }
+
+    fn finish(mut self) -> anyhow::Result<u64> {
+        self.out
+            .flush()
+            .with_context(|| format!("cannot write to {}", self.path.display()))?;
+        Ok(self.written)
+    }
+}
+
+fn open_input(path: &Path) -> anyhow::Result<(Box<dyn Read + Send>, Option<u64>)> {
+    if path == Path::new("-") {
+        return Ok((Box::new(io::stdin()), None));
+    }
+    let file =
+        File::open(path).with_context(|| format!("cannot open the ledger {}", path.display()))?;
+    let size = file
+        .metadata()
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| m.len());
+    Ok((Box::new(file), size))
+}
+
+/// Reports progress: a bar on a terminal, log lines otherwise.
+struct Reporter {
+    bar: Option<ProgressBar>,
+    log: bool,
+    started: Instant,
+    last: Instant,
+    total_bytes: Option<u64>,
+}
+
+impl Reporter {
+    fn new(mode: Progress, total_bytes: Option<u64>) -> Reporter {
+        let terminal = io::stderr().is_terminal();
+        let bar = match (mode, terminal) {
+            (Progress::Always, _) | (Progress::Auto, true) => {
+                let bar = match total_bytes {
+                    Some(total) => ProgressBar::new(total).with_style(
+                        ProgressStyle::with_template(
+                            "{spinner} [{elapsed_precise}] {wide_bar} {percent:>3}% {msg} ETA {eta}",
+                        )
+                        .expect("the progress template is valid"),
+                    ),
+                    None => ProgressBar::new_spinner().with_style(
+                        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
+                            .expect("the progress template is valid"),
+                    ),
+                };
+                bar.set_draw_target(ProgressDrawTarget::stderr_with_hz(4));
+                Some(bar)
+            }
+            _ => None,
+        };
+        let now = Instant::now();
+        Reporter {
+            bar,
+            log: mode == Progress::Auto && !terminal,
+            started: now,
+            last: now,
+            total_bytes,
+        }
+    }
+
+    fn update(&mut self, bytes: u64, events: u64) {
+        let now = Instant::now();
+        let rate = events as f64 / now.duration_since(self.started).as_secs_f64().max(1e-9);
+        if let Some(bar) = &self.bar {
+            bar.set_position(bytes);
+            bar.set_message(format!("{events} events, {rate:.0} events/s"));
+        } else if self.log && now.duration_since(self.last) >= Duration::from_secs(5) {
+            self.last = now;
+            let percent = self
+                .total_bytes
+                .map(|total| format!("{:.1}", 100.0 * bytes as f64 / total.max(1) as f64));
+            info!(
+                events,
+                events_per_second = rate as u64,
+                percent = percent.as_deref().unwrap_or("?"),
+                "replay progress"
+            );
+        }
+    }
+
+    fn finish(self) {
+        if let Some(bar) = self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// Replays the ledger of `args.input` into a new engine, writing rejected lines to
+/// `args.rejected_out`, and returns the engine with a summary.
+pub fn replay(config: &Config, args: &ReplayArgs) -> anyhow::Result<(Engine, ReplaySummary)> {
+    let engine_config = config.engine_for(ClockMode::Event);
+    let mut engine = Engine::new(&engine_config).context("invalid engine configuration")?;
+    let (input, total_bytes) = open_input(&args.input)?;
+    let mut rejected = RejectedWriter::create(&args.rejected_out)?;
+    let mut reporter = Reporter::new(args.progress, total_bytes);
+    let preparer = &config.preparer;
+    let max_event_bytes = preparer.limits().max_event_bytes;
+    let started = Instant::now();
+    let (sender, receiver) = crossbeam_channel::bounded::<Prepared_>(READ_AHEAD_BATCHES);
+    // Consumed batches go back to the reader, so their memory is reused, not page-faulted.
+    let (recycle, recycled) = crossbeam_channel::bounded::<Prepared_>(READ_AHEAD_BATCHES + 1);
+
+    let (lines, bytes) = std::thread::scope(|scope| -> anyhow::Result<(u64, u64)> {
+        let reader_thread = scope.spawn(move || -> anyhow::Result<(u64, u64)> {
+            let mut reader = JsonlReader::new(
+                input,
+                ReaderOptions {
+                    batch_bytes: 1 << 20,
+                    line_bytes_max: (max_event_bytes + 1).max(1 << 20),
+                    // Every line is a message: a blank one is rejected, not skipped.
+                    keep_blank_lines: true,
+                },
+            );
+            loop {
+                let mut results = Vec::new();
+                if let Ok(old) = recycled.try_recv() {
+                    reader.recycle(old.batch);
+                    results = old.results;
+                    results.clear();
+                }
+                let Some(batch) = reader.next_batch().context("cannot read the ledger")? else {
+                    break;
+                };
+                results.extend(batch.lines.iter().enumerate().map(|(index, line)| {
+                    match line.truncated_from {
+                        Some(length) => Err(Rejection::new(
+                            RejectReason::Oversized,
+                            format!("message is {length} bytes, more than ledger.max_event_bytes = {max_event_bytes}"),
+                        )),
+                        None => preparer.prepare(batch.line(index)),
+                    }
+                }));
+                let item = Prepared_ {
+                    batch,
+                    results,
+                    bytes_read: reader.bytes_read(),
+                };
+                if sender.send(item).is_err() {
+                    // The engine side stopped on an error of its own, reported there.
+                    break;
+                }
+            }
+            Ok((reader.lines_read(), reader.bytes_read()))
+        });
+
+        let mut events = 0u64;
+        for mut item in receiver {
+            let now = wall_clock();
+            for (index, result) in item.results.drain(..).enumerate() {
+                let outcome = match result {
+                    Ok(prepared) => engine.record(prepared, now).map(|_| ()),
+                    Err(rejection) => {
+                        engine.count_rejection(rejection.reason);
+                        Err(rejection)
+                    }
+                };
+                if let Err(rejection) = outcome {
+                    let line = &item.batch.lines[index];
+                    rejected.write(
+                        line.number,
+                        item.batch.line(index),
+                        line.truncated_from,
+                        &rejection,
+                    )?;
+                }
+            }
+            events += item.batch.lines.len() as u64;
+            reporter.update(item.bytes_read, events);
+            // The reader may have finished; a batch it no longer wants is dropped.
+            let _ = recycle.try_send(item);
+        }
+        match reader_thread.join() {
+            Ok(result) => result,
+            Err(_) => bail!("the reader thread panicked"),
+        }
+    })?;
+    reporter.finish();
+    let written = rejected.finish()?;
+    let elapsed = started.elapsed();
+    let counters = *engine.counters();
+    debug_assert_eq!(
+        written,
+        counters.rejected.iter().sum::<u64>(),
+        "every rejection is written once"
+    );
+    Ok((
+        engine,
+        ReplaySummary {
+            counters,
+            lines,
+            bytes,
+            elapsed,
+        },
+    ))
+}
