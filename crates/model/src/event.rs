@@ -189,7 +189,7 @@ pub enum CostTag {
     /// The producer named the function in `cost_function`.
     Function(CostFunction),
     /// Only a raw `category` was given: the tagging rules decide.
-    Category(Box<str>),
+    Category(compact_str::CompactString),
     /// Neither was given: the cost is untagged.
     None,
 }

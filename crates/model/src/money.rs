@@ -124,8 +124,12 @@ impl Figures {
 
 /// Returns the number of digits before the decimal point of `value`, 0 when `|value| < 1`.
 pub fn integer_digits(value: Decimal) -> u32 {
-    let integer = value.mantissa().unsigned_abs() / 10u128.pow(value.scale());
-    integer.checked_ilog10().map_or(0, |digits| digits + 1)
+    // Digits of the mantissa minus the places after the point: no 128-bit division.
+    value
+        .mantissa()
+        .unsigned_abs()
+        .checked_ilog10()
+        .map_or(0, |digits| (digits + 1).saturating_sub(value.scale()))
 }
 
 /// Returns `numerator / denominator` rounded half-even to [`RATIO_SCALE`] places.
@@ -225,38 +229,45 @@ pub fn parse_decimal(text: &str) -> Result<Decimal, &'static str> {
         return Err("not a decimal number");
     }
 
-    // The significant digits, from the first non-zero one; `scale` places after the point.
-    let mut digits: Vec<u8> = int_digits
-        .iter()
-        .chain(frac_digits.iter())
-        .copied()
-        .skip_while(|d| *d == b'0')
-        .collect();
+    // The significant digits run from the first non-zero digit to `end`; `scale` places are
+    // after the point. No allocation: this runs for every event.
+    let total = int_digits.len() + frac_digits.len();
+    let digit = |index: usize| {
+        if index < int_digits.len() {
+            int_digits[index]
+        } else {
+            frac_digits[index - int_digits.len()]
+        }
+    };
+    let Some(first) = (0..total).find(|&index| digit(index) != b'0') else {
+        return Ok(Decimal::ZERO);
+    };
     let mut scale = frac_digits.len() as i64 - exponent;
-    while scale > 0 && digits.last() == Some(&b'0') {
-        digits.pop();
+    let mut end = total;
+    // Trailing zeros of the fraction are not significant.
+    while scale > 0 && digit(end - 1) == b'0' {
+        end -= 1;
         scale -= 1;
     }
-    if digits.is_empty() {
-        return Ok(Decimal::ZERO);
-    }
-    if digits.len() > AMOUNT_DIGITS_MAX {
+    let mut significant = end - first;
+    if significant > AMOUNT_DIGITS_MAX {
         return Err("more than 28 significant digits");
     }
+    let mut mantissa = (first..end).fold(0i128, |acc, index| {
+        acc * 10 + i128::from(digit(index) - b'0')
+    });
     if scale < 0 {
         let zeros = usize::try_from(-scale).unwrap_or(usize::MAX);
-        if digits.len().saturating_add(zeros) > AMOUNT_DIGITS_MAX {
+        significant = significant.saturating_add(zeros);
+        if significant > AMOUNT_DIGITS_MAX {
             return Err("out of the decimal range");
         }
-        digits.resize(digits.len() + zeros, b'0');
+        mantissa *= 10i128.pow(zeros as u32);
         scale = 0;
     }
     if scale > 28 {
         return Err("more than 28 decimal places");
     }
-    let mantissa = digits
-        .iter()
-        .fold(0i128, |acc, d| acc * 10 + i128::from(d - b'0'));
     let signed = if negative { -mantissa } else { mantissa };
     // At most 28 digits and scale at most 28: always representable.
     Decimal::try_from_i128_with_scale(signed, scale as u32).map_err(|_| "out of the decimal range")
