@@ -3,8 +3,10 @@
 
 Usage: python3 tests/independent/check.py --binary target/debug/marginstream
 
-Everything computed here is derived from /work/shared/spec/ledger-contract.md (v1) alone,
-with Python's exact `decimal`; nothing is taken from the Rust engine. For each case the
+Everything computed here is derived from /work/shared/spec/ledger-contract.md (v1) and the
+project's decisions in docs/ledger-format.md (order of checks, blank lines) and
+docs/metrics.md ("Exactness and rounding"), with Python's exact `decimal` and `fractions`;
+nothing is taken from the Rust engine. For each case the
 script writes (or generates with `marginstream generate`) a JSONL ledger, replays it with
 `marginstream replay --format json`, recomputes the same state independently and compares
 every counter, customer, window, amount and ratio, and the rejected-lines file. See
@@ -18,11 +20,13 @@ import argparse
 import base64
 import json
 import os
+import random
 import re
 import subprocess
 import sys
 import tempfile
 import time
+from fractions import Fraction
 from decimal import (
     ROUND_HALF_EVEN,
     Context,
@@ -66,7 +70,6 @@ DEFAULT_RULES = [
 ]
 
 NS = 1_000_000_000
-RATIO_TOLERANCE = Decimal("1e-18")
 ZERO = Decimal(0)
 
 # ----------------------------------------------------------------------------------------
@@ -155,12 +158,35 @@ _DECIMAL_STRING = re.compile(r"^-?[0-9]+(\.[0-9]+)?$")
 _OUTPUT_DECIMAL = re.compile(r"^-?(0|[1-9][0-9]*)(\.[0-9]*[1-9])?$")
 
 
+def amount_shape(number):
+    """(significant digits, decimal places) of a finite Decimal, as the docs count them:
+    leading zeros and trailing zeros after the point are not significant ("1234.5600" is
+    1234.56, two places); the digits before the point all count (1E+28 has 29 digits)."""
+    sign, digits, exponent = number.as_tuple()
+    digits = list(digits)
+    while exponent < 0 and len(digits) > 1 and digits[-1] == 0:
+        digits.pop()
+        exponent += 1
+    while len(digits) > 1 and digits[0] == 0:
+        digits.pop(0)
+    if digits == [0]:
+        return 1, 0
+    if exponent >= 0:
+        return len(digits) + exponent, 0
+    places = -exponent
+    return max(len(digits), 1), places
+
+
+MAX_DIGITS = 28  # docs/metrics.md, "The exactness limits": 28 significant digits, 28 places
+
+
 def parse_amount(value):
     """Returns the exact Decimal of an `amount` field, or None when it is not of its form.
 
     A JSON number arrives here as a Decimal built from its literal text (parse_float and
-    parse_int), so 0.1 is exactly one tenth; a string must be a plain decimal. Up to 28
-    significant digits (leading zeros do not count, trailing ones do)."""
+    parse_int), so 0.1 is exactly one tenth; a string must be a plain decimal. At most 28
+    significant digits and at most 28 decimal places, trailing zeros after the point not
+    counted (docs/ledger-format.md, docs/metrics.md)."""
     if isinstance(value, bool):
         return None
     if isinstance(value, Decimal):
@@ -173,13 +199,16 @@ def parse_amount(value):
         return None
     if not number.is_finite():
         return None
-    digits = number.as_tuple().digits
-    significant = len(digits)
-    if all(d == 0 for d in digits):
-        significant = 1
-    if significant > 28:
+    significant, places = amount_shape(number)
+    if significant > MAX_DIGITS or places > MAX_DIGITS:
         return None
     return number
+
+
+def integer_digits(value):
+    """Digits before the decimal point of |value|; 0 when |value| < 1."""
+    whole = int(abs(value))
+    return len(str(whole)) if whole else 0
 
 
 def utf8_len(text):
@@ -281,20 +310,61 @@ def new_figures():
     return {"revenue": ZERO, "cost": {f: ZERO for f in MARGIN_FUNCTIONS}}
 
 
+RATIO_PLACES = 18
+
+
+def round_half_even(fraction, places):
+    """The Fraction rounded half-even to `places` decimal places, as an exact Decimal."""
+    scaled = round(fraction * 10 ** places)  # round() of a Fraction is half-even, exact
+    return Decimal(scaled).scaleb(-places)
+
+
 def ratios(figures):
-    """Exact GM-M, GM-O and Services Drag, or None while revenue <= 0 (section 5)."""
+    """GM-M, GM-O and Services Drag as docs/metrics.md ("Exactness and rounding") prescribes,
+    or None while revenue <= 0 (section 5). Each quotient is exact (a Fraction) and rounded
+    once, half-even, to 18 places; when GM-M or the drag has k >= 10 integer digits, both
+    keep 28 - k places (the larger k decides); GM-O = GM-M - drag exactly. Returns
+    (rounded ratios, places, exact GM-M, exact drag)."""
     revenue = figures["revenue"]
     if revenue <= 0:
         return None
     cost = figures["cost"]
     infra = cost["Infrastructure"]
     services = sum((cost[f] for f in SERVICE_FUNCTIONS), ZERO)
-    with localcontext(Context(prec=80, rounding=ROUND_HALF_EVEN)):
-        return {
-            "gm_market_ratio": (revenue - infra) / revenue,
-            "gm_operating_ratio": (revenue - infra - services) / revenue,
-            "services_drag_ratio": services / revenue,
-        }
+    rev = Fraction(revenue)
+    market = (rev - Fraction(infra)) / rev
+    drag = Fraction(services) / rev
+    digits = max(integer_digits(market), integer_digits(drag))
+    places = RATIO_PLACES if digits < 10 else MAX_DIGITS - digits
+    market_r = round_half_even(market, places)
+    drag_r = round_half_even(drag, places)
+    rounded = {
+        "gm_market_ratio": market_r,
+        "gm_operating_ratio": market_r - drag_r,
+        "services_drag_ratio": drag_r,
+    }
+    return rounded, places, market, drag
+
+
+class Budget:
+    """The exactness budget of one series (a customer, or the portfolio), docs/metrics.md:
+    the sum of |amount| of every amount it has received and the most decimal places of any
+    of them (trailing zeros not counted); integer digits of the first plus the second must
+    stay within 28."""
+
+    def __init__(self):
+        self.magnitude = ZERO
+        self.places = 0
+
+    def after(self, amount):
+        return self.magnitude + abs(amount), max(self.places, amount_shape(amount)[1])
+
+    def fits(self, amount):
+        magnitude, places = self.after(amount)
+        return integer_digits(magnitude) + places <= MAX_DIGITS
+
+    def add(self, amount):
+        self.magnitude, self.places = self.after(amount)
 
 
 class Model:
@@ -316,6 +386,8 @@ class Model:
         self.applied = []  # (customer or None, event_type, function or None, amount, ns)
         self.watermark = None
         self.grey_duplicates = []  # repeats older than the guaranteed dedup horizon
+        self.portfolio_budget = Budget()
+        self.budgets = {}  # customer -> Budget
 
     def floor(self, ns):
         seconds = ns // NS
@@ -361,30 +433,38 @@ class Model:
         currency = obj["currency"]
         if not isinstance(currency, str) or not re.fullmatch(r"[A-Z]{3}", currency):
             return "invalid_field", None
-        function = None
+        function = explicit = category = None
         if revenue:
             revenue_type = obj.get("revenue_type")
             if revenue_type is not None and revenue_type not in REVENUE_TYPES:
                 return "invalid_field", None
         else:
             explicit = obj.get("cost_function")
+            category = obj.get("category")
+            if category is not None and not isinstance(category, str):
+                return "invalid_field", None  # ledger-format.md: a non-string category
             if explicit is not None:
                 if not isinstance(explicit, str) or explicit not in ALL_FUNCTIONS:
                     return "unknown_cost_function", None
                 function = explicit
-            else:
-                category = obj.get("category")
-                if isinstance(category, str):
-                    key = category.lower()
-                    function = next((f for f, cats in self.rules if key in cats), None)
-                if function is None:
-                    return "untagged_cost", None
         rate = self.config.rate(currency)
         if rate is None:
             return "unsupported_currency", None
+        # metrics.md "The exactness limits": amount x rate must be exact in 28 significant
+        # digits (and 28 places); checked right after the rate lookup, before tagging.
+        converted = amount * rate
+        significant, places = amount_shape(converted)
+        if significant > MAX_DIGITS or places > MAX_DIGITS:
+            return "invalid_field", None
+        if not revenue and function is None:
+            if category is not None:
+                key = category.lower()
+                function = next((f for f, cats in self.rules if key in cats), None)
+            if function is None:
+                return "untagged_cost", None
         if occurred > self.now_ns + self.skew_ns:
             return "future_event", None
-        return None, (event_type, event_id, customer, function, amount * rate, occurred)
+        return None, (event_type, event_id, customer, function, converted, occurred)
 
     def feed(self, number, raw):
         reason, event = self.validate(raw)
@@ -403,9 +483,22 @@ class Model:
                 and len(self.customers) >= self.config.max_customers):
             self.reject(number, "customer_limit", raw)
             return
-        self.seen[event_id] = occurred
         late = (self.longest is not None and self.watermark is not None and
                 self.floor(occurred) <= self.floor(self.watermark) - self.longest)
+        # The exactness budgets (metrics.md), in arrival order: an event that counts in a
+        # margin line and reaches at least one window (a late one reaches `all` only, so
+        # nothing with lifetime = false) must fit the portfolio's budget and its customer's.
+        budgets = []
+        if function != "Excluded" and not (late and not self.config.lifetime):
+            budgets.append(self.portfolio_budget)
+            if customer is not None:
+                budgets.append(self.budgets.setdefault(customer, Budget()))
+        if not all(budget.fits(amount) for budget in budgets):
+            self.reject(number, "invalid_field", raw)
+            return
+        for budget in budgets:
+            budget.add(amount)
+        self.seen[event_id] = occurred
         self.events[event_type]["late" if late else "applied"] += 1
         if self.watermark is None or occurred > self.watermark:
             self.watermark = occurred
@@ -526,25 +619,26 @@ def compare_figures(diff, where, expected, got):
     extra = set(cost) - set(MARGIN_FUNCTIONS)
     if extra:
         diff.add(where, "cost", "only the five margin functions", sorted(extra))
-    exact = ratios(expected)
+    computed = ratios(expected)
     got_ratios = {}
     for name in ("gm_market_ratio", "gm_operating_ratio", "services_drag_ratio"):
         text = got.get(name)
-        if exact is None:
+        if computed is None:
             if text is not None:
                 diff.add(where, name, "null (revenue <= 0)", repr(text))
             continue
+        rounded, places, market, drag = computed
         if text is None:
-            diff.add(where, name, show(exact[name], 18), "null")
+            diff.add(where, name, show(rounded[name]), "null")
             continue
         value = got_decimal(diff, where, name, text)
         if value is None:
             continue
         got_ratios[name] = value
-        with localcontext(Context(prec=80)):
-            error = abs(value - exact[name])
-        if error > RATIO_TOLERANCE:
-            diff.add(where, name, show(exact[name], 24) + "...",
+        if value != rounded[name]:
+            with localcontext(Context(prec=80)):
+                error = abs(value - rounded[name])
+            diff.add(where, name, f"{show(rounded[name])} (half-even to {places} places)",
                      f"{text} (off by {error:.3E})")
     if len(got_ratios) == 3:
         with localcontext(Context(prec=80)):
@@ -921,6 +1015,18 @@ def hand_cases(now_ns):
     cases.append(Case("h_rejections", "every rejection reason but customer_limit, one defect "
                       "per line, and valid lines at the size limits", default(), ledger_of(items)))
 
+    # The documented order where one line has two defects (docs/ledger-format.md).
+    items = [
+        rev("ok-1", "c1", "100"),
+        cost("ro-1", "c1", "1", category=Num("5")),                       # invalid_field
+        cost("ro-2", "c1", "1", cost_function="Marketing", category=Num("5")),  # invalid_field
+        cost("ro-3", "c1", "1", currency="JPY", category="catering"),     # unsupported_currency
+        cost("ro-4", "c1", "1", currency="JPY", cost_function="Marketing"),  # unknown function
+    ]
+    cases.append(Case("h_rejection_order", "two defects on a line: a non-string category is "
+                      "invalid_field, unsupported_currency comes before untagged_cost",
+                      default(), ledger_of(items)))
+
     # -- customer_limit ---------------------------------------------------------------
     items = [
         rev("a1", "c1", "10"),
@@ -1184,9 +1290,9 @@ def hand_cases(now_ns):
                       default(), ledger_of(items)))
 
     # -- blank lines ----------------------------------------------------------------------
-    items = [rev("b1", "c1", "1"), "", "   ", rev("b2", "c1", "2")]
-    cases.append(Case("h_blank_lines", "blank and whitespace-only lines are not JSON objects",
-                      default(), ledger_of(items)))
+    items = [rev("b1", "c1", "1"), "", "   ", rev("b2", "c1", "2"), " \t ", ""]
+    cases.append(Case("h_blank_lines", "blank and whitespace-only lines (one just before the "
+                      "final newline) are malformed_json", default(), ledger_of(items)))
 
     # -- lifetime = false -----------------------------------------------------------------
     items = [
@@ -1199,40 +1305,154 @@ def hand_cases(now_ns):
     cases.append(Case("h_no_lifetime", "lifetime = false: no `all`, late events in nothing",
                       Config(windows=["24h"], lifetime=False), ledger_of(items)))
 
-    # -- exactness beyond 28 digits (each contract-valid) -----------------------------------
+    # -- the exactness limits (docs/metrics.md, "The exactness limits") -------------------
+    # Running totals: each customer and the portfolio keep a budget, integer digits of the
+    # sum of |amount| + the most decimal places, within 28. The event that would break it is
+    # invalid_field; every figure that is shown stays exact.
     items = [
-        rev("x1", "c1", "1000000"),
-        rev("x2", "c1", "0.1234567890123456789012345678"),       # 28 significant digits
-        rev("x3", "c2", "1234567890123456789012345678"),         # 28 significant digits
-        cost("x4", "c2", "1234567890123456789012345677", cost_function="Support"),
-        rev("x5", "c3", "0.1234567890123456789012345678"),
-        rev("x6", "c3", "1.000"),
+        rev("s1", "c1", "1000000"),
+        rev("s2", "c1", "0.1234567890123456789012345678"),   # c1: 7 + 28 digits: invalid
+        rev("s3", "c1", "0.12345678901234567891"),           # c1: 7 + 20: fine
+        rev("s4", "c1", "12345678"),                         # c1: 8 + 20 = 28: fine
+        rev("s5", "c1", "90000000"),                         # c1: 9 + 20: invalid
+        cost("s6", "c1", "-90000000", cost_function="Infrastructure"),  # |amount|: invalid
+        rev("s7", "c2", "0.1234567890123456789012345678"),   # c2 fine, portfolio: invalid
+        cost("s8", None, "50000000", cost_function="Support"),          # portfolio: 8 + 20
+        cost("s9", None, "40000000", cost_function="Support"),          # portfolio: 9 + 20
+        cost("s10", "c1", "9999999999999999999999999999", cost_function="Excluded"),  # no budget
+        rev("s11", "c3", "5"),
+        rev("s5", "c1", "1"),                                # the rejected s5 left no id
     ]
-    cases.append(Case("h_precision_sum", "28-digit amounts whose exact sums need more than 28 "
-                      "digits", default(), ledger_of(items)))
+    cases.append(Case("h_precision_sum", "an event that would make a running total need more "
+                      "than 28 digits is invalid_field (customer and portfolio budgets, "
+                      "|amount|); all else stays exact", default(), ledger_of(items)))
+
     items = [
-        rev("y1", "c1", "0.00000000000000000000000000001"),     # one significant digit
-        rev("y2", "c1", "1"),
+        rev("o1", "c1", "1"),
+        rev("o1", "c1", "0.1234567890123456789012345678"),   # duplicate: not checked
+        rev("o2", "c1", "0.1234567890123456789012345678", when="2099-01-01T00:00:00Z"),
+        rev("o3", "c2", "2"),
+        rev("o4", "c3", "0.1234567890123456789012345678"),   # customer_limit before budget
+        cost("o5", "c1", "1234.567890123456789012345678", currency="EUR"),  # FX, then tagging
+        cost("o6", "c1", "1234.567890123456789012345678", currency="JPY"),  # no rate first
+        rev("o7", "c1", "99999999999999999999", when=at(-40 * D)),   # late: counts (in all)
+        rev("o8", "c1", "0.12345678"),                       # c1: 21 + 8: invalid
+        rev("o9", "c2", "0.1234567"),                        # portfolio: 21 + 7: fine
+        cost("o10", None, "0.12345678", cost_function="Support"),  # portfolio: 21 + 8
+        cost("o11", "c2", "0.12345678", cost_function="Excluded"),  # Excluded: no budget
+        rev("o8", "c2", "1"),
     ]
-    cases.append(Case("h_precision_scale", "an amount of one significant digit with 29 decimal "
-                      "places", default(), ledger_of(items)))
+    cases.append(Case("h_precision_order", "the exactness checks after unsupported_currency "
+                      "(FX) and after future_event, duplicates and customer_limit (budget); a "
+                      "late event counts in `all`", Config(max_customers=2, fx={"EUR": "1.0825"}),
+                      ledger_of(items)))
+
     items = [
-        rev("v1", "c1", "1234.567890123456789012345678", currency="EUR"),  # 28 digits
-        rev("v2", "c1", "1"),
+        rev("n1", "c1", "1"),
+        rev("n2", "c1", "9999999999999999999999999999", when=at(-2 * D)),  # late: no series
+        rev("n3", "c1", "0.12345678901234567890123456"),    # c1: 1 + 26: fine
+        rev("n4", "c1", "0.1234567890123456789012345678"),  # c1: 1 + 28: invalid
     ]
-    cases.append(Case("h_precision_fx", "a 28-digit amount times a 5-digit rate",
-                      Config(fx={"EUR": "1.0825"}), ledger_of(items)))
+    cases.append(Case("h_precision_no_lifetime", "lifetime = false: a late event reaches no "
+                      "series and takes nothing from the budgets",
+                      Config(windows=["24h"], lifetime=False), ledger_of(items)))
+
+    # Amounts: at most 28 significant digits and 28 decimal places, trailing zeros after the
+    # point not counted.
+    items = [
+        rev("y1", "c1", "0.00000000000000000000000000001"),  # 29 places: invalid
+        rev("y2", "c1", Num("1e-29")),                        # 29 places: invalid
+        rev("y3", "c1", Num("1E-28")),                        # the smallest amount
+        rev("y4", "c2", "0.0000000000000000000000000001"),
+        rev("y5", "c2", "0.90000000000000000000000000000000"),  # 0.9: trailing zeros
+        rev("y5b", "c2", "0.0000000000000000000000000002", currency="GBP"),  # x 1.5 = 3E-28
+        rev("y6", "c3", "1"),                # portfolio: 1 + 28 places: invalid
+        cost("y7", "c2", "1", cost_function="Excluded"),   # no budget
+    ]
+    cases.append(Case("h_precision_scale", "more than 28 decimal places is invalid_field even "
+                      "with one significant digit; 28 places then leave no integer digit",
+                      Config(fx={"GBP": "1.5"}), ledger_of(items)))
+
+    fx_exact = Config(fx={"EUR": "1.0825", "GBP": "1.5"})
+    items = [
+        rev("v1", "c1", "1234.567890123456789012345678", currency="EUR"),  # 31 digits: invalid
+        rev("v2", "c1", "0.0000000000000000000000000001", currency="EUR"),  # 32 places: invalid
+        rev("v3", "c1", "1234.5678901234567890123", currency="EUR"),        # 27 digits: fine
+        rev("v5", "c1", "1"),
+        cost("v6", None, "0.001", currency="GBP", cost_function="Support"),
+    ]
+    cases.append(Case("h_precision_fx", "amount x rate must be exact in 28 digits and 28 places, "
+                      "else invalid_field", fx_exact, ledger_of(items)))
+    items = [
+        rev("w1", "c1", "1000000000000000000000000000"),    # 28 integer digits
+        rev("w2", "c1", "2", currency="GBP"),               # 2 x 1.5 = 3: no decimal place
+    ]
+    cases.append(Case("h_precision_fx_trailing_zero", "a converted amount's trailing zeros after "
+                      "the point take no decimal place from the budget",
+                      Config(fx={"GBP": "1.5"}), ledger_of(items)))
+
     items = [
         rev("z1", "c1", "0.000003"),
-        cost("z2", "c1", "1000000", cost_function="Infrastructure"),
+        cost("z2", "c1", "1000000", cost_function="Infrastructure"),   # GM-M: 12 digits
+        rev("z3", "c2", "0.000003"),
+        cost("z4", "c2", "0.000001", cost_function="Infrastructure"),  # GM-M 2/3 ...
+        cost("z5", "c2", "1000000", cost_function="Support"),          # ... to drag's places
+        rev("z6", "c3", "0.0003"),
+        cost("z7", "c3", "1000000", cost_function="Infrastructure"),   # 10 digits: 18 places
+        rev("z8", "c4", "4"),
+        cost("z9", "c4", "49382715604.00000000000000002", cost_function="Onboarding"),
+        rev("z10", "c5", "4"),
+        cost("z11", "c5", "49382715604.00000000000000006", cost_function="Onboarding"),
     ]
-    cases.append(Case("h_precision_ratio", "a ratio of magnitude 3e11 to 18 decimal places",
+    cases.append(Case("h_precision_ratio", "ratios of k >= 10 integer digits keep 28 - k places "
+                      "(GM-M and drag alike, the larger k decides), ties to even",
                       default(), ledger_of(items)))
+    # 18 places: kept apart, since 18 decimal places leave the portfolio 10 integer digits.
+    items = [
+        rev("t1", "c1", "2"),
+        cost("t2", "c1", "0.000000000000000001", cost_function="Support"),   # 5E-19 -> 0
+        rev("t3", "c2", "2"),
+        cost("t4", "c2", "0.000000000000000003", cost_function="Support"),   # 1.5E-18 -> 2E-18
+        rev("t5", "c3", "2"),
+        cost("t6", "c3", "0.000000000000000005", cost_function="Support"),   # 2.5E-18 -> 2E-18
+        cost("t7", "c3", "0.000000000000000007", cost_function="Infrastructure"),  # 3.5E-18
+        rev("t8", "c4", "3"),
+        cost("t9", "c4", "1", cost_function="Infrastructure"),
+        cost("t10", "c4", "1", cost_function="Implementation"),
+    ]
+    cases.append(Case("h_precision_ratio_ties", "ratios half-even to 18 places: ties to even, "
+                      "thirds; GM-O = GM-M - drag", default(), ledger_of(items)))
 
     items = [rev(f"o{i}", "c1", "9999999999999999999999999999") for i in range(10)]
-    items.append(rev("o-last", "c2", "1"))
-    cases.append(Case("h_overflow", "ten 28-digit amounts: each valid, their sum exceeds 2^96",
-                      default(), ledger_of(items)))
+    items += [
+        rev("o-zero", "c1", Num("0.00")),                   # zero: nothing to add
+        rev("o-neg", "c1", "-1"),                           # |amount| counts: invalid
+        cost("o-excl", "c1", "9999999999999999999999999999", cost_function="Excluded"),
+        rev("o-last", "c2", "1"),                           # portfolio full: invalid
+    ]
+    cases.append(Case("h_overflow", "ten 28-digit amounts: the first fills the budget, the nine "
+                      "others (whose sum would pass 2^96) are invalid_field", default(),
+                      ledger_of(items)))
+
+    # Money precision: cents, totals around 1e20 per customer, FX to 4 places: all exact.
+    rng = random.Random(20260310)
+    items = []
+    for number in range(120):
+        customer = rng.choice(["c1", "c2", "c3", None])
+        amount = Decimal(rng.randrange(1, 10 ** 21)) / 100      # up to 1e19, in cents
+        if rng.random() < 0.1:
+            amount = -amount
+        when = at(-rng.randrange(0, 35 * 24) * H - rng.randrange(0, 3600) * NS)
+        currency = rng.choice(["USD", "USD", "EUR"])
+        text = format(amount, "f")
+        if customer is not None and rng.random() < 0.5:
+            items.append(rev(f"m{number}", customer, text, when=when, currency=currency))
+        else:
+            items.append(cost(f"m{number}", customer, text, when=when, currency=currency,
+                              cost_function=rng.choice(MARGIN_FUNCTIONS)))
+    cases.append(Case("h_precision_cents", "amounts in cents, totals up to ~1e20, FX at 4 places: "
+                      "nothing rejected, every total exact",
+                      Config(fx={"EUR": "1.0825"}), ledger_of(items)))
     return cases
 
 

@@ -77,15 +77,19 @@ impl Preparer {
             })?;
             // Exact or refused: a product needing more than 28 significant digits would be
             // rounded, and a ledger must reconcile to the cent.
-            exact_mul(event.amount, *rate).ok_or_else(|| {
-                Rejection::new(
-                    RejectReason::InvalidField,
-                    format!(
+            exact_mul(event.amount, *rate)
+                .ok_or_else(|| {
+                    Rejection::new(
+                        RejectReason::InvalidField,
+                        format!(
                         "field \"amount\": {} {} × {rate} needs more than 28 significant digits",
                         event.amount, event.currency
                     ),
-                )
-            })?
+                    )
+                })?
+                // `2 × 1.5` is `3.0`: trailing zeros are not significant, and must not count
+                // against the exactness budget of the sums.
+                .normalize()
         };
         let line = match (event.event_type, &event.cost) {
             (EventType::Revenue, _) => Line::Revenue,

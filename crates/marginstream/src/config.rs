@@ -109,7 +109,7 @@ pub struct RawLedger {
     pub max_future_skew: String,
     /// How long an applied `event_id` is remembered, in watermark time (default: the longest
     /// window plus one bucket). Longer catches repeats of older events in `all`, at the cost
-    /// of about 40 bytes of memory per event in the horizon.
+    /// of 24 to 48 bytes of memory per event in the horizon.
     pub dedup_horizon: Option<String>,
 }
 
