@@ -50,6 +50,7 @@ use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use marginstream_model::{CostFunction, RevenueType};
 use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
 
@@ -515,59 +516,17 @@ fn pick_kind(weights: &[u64; KIND_COUNT], roll: u64, skip_recurring: bool) -> Ki
     unreachable!("the roll is below the sum of the weights")
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum RevenueType {
-    Recurring,
-    Usage,
-    Services,
-    OneTime,
-}
-
-impl RevenueType {
-    const fn as_str(self) -> &'static str {
-        match self {
-            RevenueType::Recurring => "recurring",
-            RevenueType::Usage => "usage",
-            RevenueType::Services => "services",
-            RevenueType::OneTime => "one_time",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Function {
-    Infrastructure,
-    Support,
-    SuccessEngineering,
-    Implementation,
-    Onboarding,
-    Excluded,
-}
-
-impl Function {
-    const fn as_str(self) -> &'static str {
-        match self {
-            Function::Infrastructure => "Infrastructure",
-            Function::Support => "Support",
-            Function::SuccessEngineering => "Success_Engineering",
-            Function::Implementation => "Implementation",
-            Function::Onboarding => "Onboarding",
-            Function::Excluded => "Excluded",
-        }
-    }
-}
-
 /// The categories of each function: first those of the default taxonomy (contract section 3),
 /// repeated to weigh them, then vendor-specific names that only work with an explicit
 /// `cost_function`.
 struct Categories {
-    function: Function,
+    function: CostFunction,
     taxonomy: &'static [&'static str],
     vendor: &'static [&'static str],
 }
 
 const INFRASTRUCTURE: Categories = Categories {
-    function: Function::Infrastructure,
+    function: CostFunction::Infrastructure,
     taxonomy: &[
         "hosting",
         "hosting",
@@ -590,27 +549,27 @@ const INFRASTRUCTURE: Categories = Categories {
     ],
 };
 const SUPPORT: Categories = Categories {
-    function: Function::Support,
+    function: CostFunction::Support,
     taxonomy: &["support", "customer_support"],
     vendor: &["zendesk", "support_payroll"],
 };
 const SUCCESS_ENGINEERING: Categories = Categories {
-    function: Function::SuccessEngineering,
+    function: CostFunction::SuccessEngineering,
     taxonomy: &["customer_success", "success_engineering"],
     vendor: &["csm_payroll", "gainsight"],
 };
 const IMPLEMENTATION: Categories = Categories {
-    function: Function::Implementation,
+    function: CostFunction::Implementation,
     taxonomy: &["implementation", "professional_services"],
     vendor: &["solutions_engineering", "contractor_sow"],
 };
 const ONBOARDING: Categories = Categories {
-    function: Function::Onboarding,
+    function: CostFunction::Onboarding,
     taxonomy: &["onboarding", "training"],
     vendor: &["onboarding_specialists", "lms_licences"],
 };
 const EXCLUDED: Categories = Categories {
-    function: Function::Excluded,
+    function: CostFunction::Excluded,
     taxonomy: &[
         "r_and_d",
         "sales_and_marketing",
@@ -625,7 +584,7 @@ const EXCLUDED: Categories = Categories {
     ],
 };
 const SHARED_INFRASTRUCTURE: Categories = Categories {
-    function: Function::Infrastructure,
+    function: CostFunction::Infrastructure,
     taxonomy: &["hosting", "cloud", "delivery_software"],
     vendor: &["shared_k8s_cluster", "cdn"],
 };
@@ -888,7 +847,7 @@ const BAD_ID: u8 = 1 << 5;
 enum Body {
     Revenue(RevenueType),
     Cost {
-        function: Option<Function>,
+        function: Option<CostFunction>,
         category: Option<Category>,
     },
 }
@@ -1027,7 +986,7 @@ fn draw_event(
         }
         Kind::CloudCredit => {
             // Credits always keep their category, so that they stay visible on their own.
-            let function = rng.per_mille(500).then_some(Function::Infrastructure);
+            let function = rng.per_mille(500).then_some(CostFunction::Infrastructure);
             let case = if rng.per_mille(100) {
                 Case::Capitalized
             } else {

@@ -59,6 +59,16 @@ pub enum RevenueType {
 }
 
 impl RevenueType {
+    /// Returns the wire name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RevenueType::Recurring => "recurring",
+            RevenueType::Usage => "usage",
+            RevenueType::Services => "services",
+            RevenueType::OneTime => "one_time",
+        }
+    }
+
     /// Parses the wire name; exact and case-sensitive.
     pub fn from_wire(text: &str) -> Option<RevenueType> {
         match text {
