@@ -3,13 +3,12 @@
 use std::hash::BuildHasher;
 
 use foldhash::fast::RandomState;
-use hashbrown::HashTable;
+use hashbrown::{HashMap, HashTable};
 use marginstream_model::{
     Bucket, Counters, CustomerId, DurationSpec, EventKey, Figures, GaugeView, Outcome,
     RejectReason, Rejection, Timestamp, WindowFigures,
 };
 
-use crate::dedup::DedupIndex;
 use crate::error::AggregatorError;
 use crate::prepare::Prepared;
 use crate::series::Series;
@@ -105,8 +104,7 @@ pub struct Engine {
     max_customers: usize,
     max_future_skew_seconds: i64,
     dedup_horizon_buckets: i64,
-    /// The dedup index is swept when the watermark has moved this many buckets (a quarter
-    /// of the horizon: a sweep walks the whole table, so it must be rare).
+    /// The dedup index is swept when the watermark has moved this many buckets.
     dedup_sweep_buckets: i64,
 
     /// Customers by slot; `None` marks a free slot.
@@ -118,8 +116,9 @@ pub struct Engine {
     hasher: RandomState,
     /// Every customer plus unattributed costs.
     portfolio: Series,
-    /// Applied event keys, with the watermark bucket when they were applied.
-    dedup: DedupIndex,
+    /// Applied event keys, with the watermark bucket when they were applied. The key is the
+    /// 128-bit hash as two `u64`s: 8-byte alignment makes an entry 24 bytes, not 32.
+    dedup: HashMap<[u64; 2], i32, RandomState>,
     dedup_swept_at: i64,
     /// Customers are slid in bulk when the watermark has moved this many buckets.
     maintain_buckets: i64,
@@ -129,6 +128,10 @@ pub struct Engine {
     /// Occupied slots sorted by customer id, valid while `sorted_valid`.
     sorted: Vec<u32>,
     sorted_valid: bool,
+}
+
+fn dedup_key(key: EventKey) -> [u64; 2] {
+    [(key.0 >> 64) as u64, key.0 as u64]
 }
 
 fn bucket_i32(bucket: i64) -> i32 {
@@ -202,14 +205,14 @@ impl Engine {
             max_customers: config.max_customers,
             max_future_skew_seconds: config.max_future_skew_seconds,
             dedup_horizon_buckets,
-            dedup_sweep_buckets: (dedup_horizon_buckets / 4).max(1),
+            dedup_sweep_buckets: (dedup_horizon_buckets / 16).max(1),
             customers: Vec::new(),
             free_slots: Vec::new(),
             customer_count: 0,
             index: HashTable::new(),
             hasher: RandomState::default(),
             portfolio: Series::new(label_count, config.windows.len(), i32::MIN),
-            dedup: DedupIndex::default(),
+            dedup: HashMap::with_hasher(RandomState::default()),
             dedup_swept_at: i64::MIN,
             maintain_buckets: (longest_buckets.unwrap_or(16) / 16).max(1),
             maintained_at: i64::MIN,
@@ -283,7 +286,7 @@ impl Engine {
                 ),
             ));
         }
-        if self.dedup.contains(event.key) {
+        if self.dedup.contains_key(&dedup_key(event.key)) {
             self.counters.count(event.event_type, Outcome::Duplicate);
             return Ok(Outcome::Duplicate);
         }
@@ -400,7 +403,7 @@ impl Engine {
             }
         }
 
-        self.dedup.insert(event.key, bucket_i32(current));
+        self.dedup.insert(dedup_key(event.key), bucket_i32(current));
         self.counters.count(event.event_type, outcome);
         Ok(outcome)
     }
@@ -503,27 +506,15 @@ impl Engine {
         }
         if new_bucket - self.dedup_swept_at >= self.dedup_sweep_buckets {
             let oldest_kept = new_bucket - self.dedup_horizon_buckets;
-            self.dedup.retain(|stamp| i64::from(stamp) > oldest_kept);
+            self.dedup
+                .retain(|_, stamp| i64::from(*stamp) > oldest_kept);
             self.dedup_swept_at = new_bucket;
-        }
-    }
-
-    /// Hints the processor to load the state `event` will touch: its dedup slot and, for a
-    /// known customer, the sums and the newest entry. Called a few events ahead of
-    /// [`Engine::record`], it overlaps the memory latency that otherwise dominates the
-    /// engine's time. Changes nothing.
-    pub fn prefetch(&self, event: &Prepared) {
-        self.dedup.prefetch(event.key);
-        if let (Some(id), Some(slot)) = (&event.customer_id, event.line.slot()) {
-            if let Some(customer) = self.find(id, self.hasher.hash_one(id.as_str())) {
-                self.series(customer).prefetch(slot);
-            }
         }
     }
 
     /// Returns `true` if the key of an applied event is still remembered.
     pub fn remembers(&self, key: EventKey) -> bool {
-        self.dedup.contains(key)
+        self.dedup.contains_key(&dedup_key(key))
     }
 
     /// Returns the watermark's bucket, or the minimum before the first event.
@@ -607,7 +598,7 @@ impl Engine {
                 + self.customers.capacity() * std::mem::size_of::<Option<Customer>>()
                 + self.index.capacity() * (std::mem::size_of::<u32>() + 1)
                 + self.sorted.capacity() * 4,
-            dedup_bytes: self.dedup.bytes(),
+            dedup_bytes: self.dedup.capacity() * (24 + 1) * 8 / 7,
         }
     }
 }

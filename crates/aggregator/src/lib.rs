@@ -6,7 +6,6 @@
 //!   conversion, tagging. Pure and `Sync`, so any thread can run it.
 //! - [`engine`]: the state: per-customer rolling windows, the watermark, the dedup index,
 //!   the portfolio and the counters. [`engine::Engine::record`] applies one event.
-//! - [`dedup`]: the dedup index of applied event keys, prefetchable.
 //! - [`series`]: the figures of one customer (or the portfolio) and their bucket entries.
 //! - [`error`]: the crate's one error type.
 //!
@@ -33,7 +32,6 @@
 //! [`Figures`]: marginstream_model::Figures
 #![deny(missing_docs)]
 
-pub mod dedup;
 pub mod engine;
 pub mod error;
 pub mod prepare;

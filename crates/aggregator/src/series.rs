@@ -124,16 +124,6 @@ impl Series {
             + self.cursors.len() * 4
     }
 
-    /// Hints the processor to load the sums of line `slot` and the newest entry.
-    pub fn prefetch(&self, slot: usize) {
-        if let Some(sum) = self.sums.get(slot * usize::from(self.labels)) {
-            crate::dedup::prefetch(sum);
-        }
-        if let Some(entry) = self.entries.back() {
-            crate::dedup::prefetch(entry);
-        }
-    }
-
     fn position(&self, bucket: i32, slot: u8) -> Result<usize, usize> {
         let key = (bucket, slot);
         match self.entries.back() {

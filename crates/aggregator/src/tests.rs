@@ -894,7 +894,7 @@ fn entries_whose_partial_sums_overflow_do_not_panic() {
 /// Shows that memory is bounded by the longest window: after 60 days of one event per
 /// customer per hour for 8 customers, each customer holds exactly the 720 buckets of the 30d
 /// window, and the dedup index at most the horizon of 721 buckets plus one sweep interval
-/// (721 / 4 = 180 buckets) of keys.
+/// (721 / 16 = 45 buckets) of keys.
 #[test]
 fn memory_is_bounded_by_the_longest_window() {
     let mut harness = Harness::new(EngineConfig::default());
@@ -931,7 +931,7 @@ fn memory_is_bounded_by_the_longest_window() {
     assert_eq!(stats.entries, 8 * 720);
     let per_bucket = customers as usize;
     assert!(stats.dedup_keys >= per_bucket * 721, "{stats:?}");
-    assert!(stats.dedup_keys <= per_bucket * (721 + 180), "{stats:?}");
+    assert!(stats.dedup_keys <= per_bucket * (721 + 45), "{stats:?}");
     // Each customer's figures: one per hour in each window.
     assert_eq!(
         harness.customer("c0"),

@@ -25,15 +25,6 @@ use crate::config::Config;
 /// size (1 MiB) plus the parsed events.
 pub const READ_AHEAD_BATCHES: usize = 4;
 
-/// How many events ahead the engine's state is prefetched (see [`Engine::prefetch`]).
-const PREFETCH_DISTANCE: usize = 6;
-
-/// Stands in for a result already taken from a batch.
-const CONSUMED: Rejection = Rejection {
-    reason: RejectReason::MalformedJson,
-    message: String::new(),
-};
-
 /// Output formats of the final state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -318,16 +309,7 @@ pub fn replay(config: &Config, args: &ReplayArgs) -> anyhow::Result<(Engine, Rep
         let mut events = 0u64;
         for mut item in receiver {
             let now = wall_clock();
-            // Prefetch the state of the event PREFETCH_DISTANCE ahead while applying this
-            // one: the engine's time is memory latency, and the batch says what comes next.
-            for ahead in item.results.iter().take(PREFETCH_DISTANCE).flatten() {
-                engine.prefetch(ahead);
-            }
-            for index in 0..item.results.len() {
-                if let Some(Ok(ahead)) = item.results.get(index + PREFETCH_DISTANCE) {
-                    engine.prefetch(ahead);
-                }
-                let result = std::mem::replace(&mut item.results[index], Err(CONSUMED));
+            for (index, result) in item.results.drain(..).enumerate() {
                 let outcome = match result {
                     Ok(prepared) => engine.record(prepared, now).map(|_| ()),
                     Err(rejection) => {
@@ -345,7 +327,6 @@ pub fn replay(config: &Config, args: &ReplayArgs) -> anyhow::Result<(Engine, Rep
                     )?;
                 }
             }
-            item.results.clear();
             events += item.batch.lines.len() as u64;
             reporter.update(item.bytes_read, events);
             // The reader may have finished; a batch it no longer wants is dropped.
