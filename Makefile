@@ -40,8 +40,17 @@ bench: build ## Run the criterion benches and the end-to-end replay bench; write
 	$(CARGO) bench --bench engine
 	scripts/bench-e2e.sh
 
-fuzz: ## Fuzz the event parser (needs cargo-fuzz and a nightly toolchain)
-	cd fuzz && $(CARGO) fuzz run parse_event -- -max_total_time=$${FUZZ_SECONDS:-60}
+fuzz: ## Fuzz the event parser for FUZZ_SECONDS (default 60); installs cargo-fuzz if missing
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	@mkdir -p fuzz/corpus/parse_event
+	@# Nightly gives the AddressSanitizer build; without it, stable fuzzes without a sanitizer.
+	cd fuzz && if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then \
+	  cargo fuzz run parse_event corpus/parse_event seeds/parse_event -- \
+	    -dict=parse_event.dict -max_total_time=$${FUZZ_SECONDS:-60}; \
+	else \
+	  cargo +stable fuzz run --sanitizer none parse_event corpus/parse_event seeds/parse_event -- \
+	    -dict=parse_event.dict -max_total_time=$${FUZZ_SECONDS:-60}; \
+	fi
 
 clean: ## Remove build outputs
 	$(CARGO) clean

@@ -1,8 +1,8 @@
 //! ATL tagging: raw cost categories to cost functions (contract section 3).
 //!
 //! Rules are tried in order and the first match wins. A rule lists category patterns,
-//! matched case-insensitively: a plain name matches itself, and a pattern with `*`, `?` or
-//! `[...]` is a glob (`aws_*`).
+//! matched case-insensitively: a plain name matches itself, and a pattern with `*`, `?`,
+//! `[...]` or `{a,b}` is a glob (`aws_*`, `{zendesk,intercom}`).
 
 use std::collections::HashMap;
 
@@ -75,7 +75,7 @@ pub struct Tagger {
 }
 
 fn is_glob(pattern: &str) -> bool {
-    pattern.contains(['*', '?', '['])
+    pattern.contains(['*', '?', '[', '{'])
 }
 
 impl Tagger {
@@ -152,5 +152,45 @@ impl Tagger {
 impl Default for Tagger {
     fn default() -> Tagger {
         Tagger::new(&default_rules()).expect("the built-in rules hold no glob, so they compile")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Shows every glob form, case-insensitive, next to plain names.
+    #[test]
+    fn matches_names_and_every_glob_form() {
+        let rule = |function, categories: &[&str]| TaggingRule {
+            function,
+            categories: categories.iter().map(|c| (*c).to_owned()).collect(),
+        };
+        let tagger = Tagger::new(&[
+            rule(
+                CostFunction::Support,
+                &["{zendesk,intercom}", "tier?_support"],
+            ),
+            rule(
+                CostFunction::Infrastructure,
+                &["aws_*", "gcp_[a-z]*", "snowflake"],
+            ),
+        ])
+        .unwrap();
+        assert_eq!(tagger.tag("Intercom"), Some(CostFunction::Support));
+        assert_eq!(tagger.tag("TIER2_support"), Some(CostFunction::Support));
+        assert_eq!(tagger.tag("aws_ec2"), Some(CostFunction::Infrastructure));
+        assert_eq!(
+            tagger.tag("gcp_bigquery"),
+            Some(CostFunction::Infrastructure)
+        );
+        assert_eq!(tagger.tag("SnowFlake"), Some(CostFunction::Infrastructure));
+        assert_eq!(tagger.tag("{zendesk,intercom}"), None);
+        assert_eq!(
+            tagger.tag("hosting"),
+            None,
+            "custom rules replace the defaults"
+        );
+        assert!(Tagger::new(&[rule(CostFunction::Support, &["[unclosed"])]).is_err());
     }
 }
