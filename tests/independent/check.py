@@ -13,7 +13,7 @@ every counter, customer, window, amount and ratio, and the rejected-lines file. 
 README.md beside this file for the coverage and for how ambiguous rules were read.
 
 Standard library only. The last line of output is always
-`independent check: N passed, M failed`; the exit code is 0 only when M is 0.
+`independent-check: N passed, M failed`; the exit code is 0 only when M is 0.
 """
 
 import argparse
@@ -1551,7 +1551,7 @@ def main():
         return 0
     if not os.access(binary, os.X_OK):
         print(f"error: the binary {binary} is missing: run `cargo build -p marginstream` first")
-        print(f"independent check: 0 passed, {len(cases)} failed")
+        print(f"independent-check: 0 passed, {len(cases)} failed")
         return 1
 
     started = time.monotonic()
@@ -1588,7 +1588,7 @@ def main():
                 passed += 1
                 print(f"ok   {case.name} ({case.description}): {stats}")
     print(f"{len(cases)} cases in {time.monotonic() - started:.1f}s")
-    print(f"independent check: {passed} passed, {failed} failed")
+    print(f"independent-check: {passed} passed, {failed} failed")
     return 0 if failed == 0 else 1
 
 
