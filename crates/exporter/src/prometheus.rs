@@ -6,6 +6,7 @@ use marginstream_model::money::to_f64;
 use marginstream_model::{
     CostFunction, EventType, GaugeView, Outcome, RejectReason, WindowFigures,
 };
+use rust_decimal::Decimal;
 
 use crate::metrics::{self, Kind, FAMILIES};
 
@@ -75,6 +76,60 @@ pub(crate) fn write_header(out: &mut Vec<u8>, name: &str, kind: Kind, help: &str
     });
 }
 
+/// Writes a decimal as a sample value: its exact digits, normalized (`1234.56`, `0.9`,
+/// `0.666666666666666667`).
+///
+/// The exposition's one rounding, decimal to `f64`, then happens in the scraper's parser,
+/// which rounds correctly (Go's `strconv.ParseFloat`), so the sample is exactly the nearest
+/// `f64` to the decimal, the value [`to_f64`] gives, and no float is formatted here. For a
+/// decimal of at most 15 significant digits this text is also the shortest round-trip text
+/// of that `f64`. A mantissa beyond `u64` (beyond 19 digits) goes through [`to_f64`] and
+/// ryu instead.
+pub(crate) fn write_amount(out: &mut Vec<u8>, value: Decimal) {
+    // u64 arithmetic: its division by ten is a multiplication, a u128 one a library call.
+    let Ok(mut small) = u64::try_from(value.mantissa().unsigned_abs()) else {
+        write_value(out, to_f64(value));
+        return;
+    };
+    let mut scale = value.scale();
+    if small == 0 {
+        out.push(b'0');
+        return;
+    }
+    while scale > 0 && small % 10 == 0 {
+        small /= 10;
+        scale -= 1;
+    }
+    let mut digits = itoa::Buffer::new();
+    let text = digits.format(small).as_bytes();
+    if value.is_sign_negative() {
+        out.push(b'-');
+    }
+    let scale = scale as usize;
+    if scale == 0 {
+        out.extend_from_slice(text);
+    } else if text.len() > scale {
+        let (int, frac) = text.split_at(text.len() - scale);
+        out.extend_from_slice(int);
+        out.push(b'.');
+        out.extend_from_slice(frac);
+    } else {
+        out.extend_from_slice(b"0.");
+        out.extend(std::iter::repeat_n(b'0', scale - text.len()));
+        out.extend_from_slice(text);
+    }
+}
+
+/// One line: `name{labels} value` with the value of a decimal.
+fn write_amount_sample(out: &mut Vec<u8>, name: &str, labels: &[u8], value: Decimal) {
+    out.extend_from_slice(name.as_bytes());
+    out.push(b'{');
+    out.extend_from_slice(labels);
+    out.extend_from_slice(b"} ");
+    write_amount(out, value);
+    out.push(b'\n');
+}
+
 /// One line: `name{labels} value` where `labels` is already rendered without braces.
 fn write_sample(out: &mut Vec<u8>, name: &str, labels: &[u8], value: f64) {
     out.extend_from_slice(name.as_bytes());
@@ -110,44 +165,19 @@ fn write_subject(
         escape_label_value(window, labels);
         labels.push(b'"');
         let base = labels.len();
-        write_sample(
-            &mut buffers.0[0],
-            names[0],
-            labels,
-            to_f64(figures.revenue()),
-        );
+        write_amount_sample(&mut buffers.0[0], names[0], labels, figures.revenue());
         for function in CostFunction::MARGIN {
             labels.truncate(base);
             labels.extend_from_slice(b",cost_function=\"");
             labels.extend_from_slice(function.as_str().as_bytes());
             labels.push(b'"');
-            write_sample(
-                &mut buffers.0[1],
-                names[1],
-                labels,
-                to_f64(figures.cost(function)),
-            );
+            write_amount_sample(&mut buffers.0[1], names[1], labels, figures.cost(function));
         }
         labels.truncate(base);
         if let Some(ratios) = figures.ratios() {
-            write_sample(
-                &mut buffers.0[2],
-                names[2],
-                labels,
-                to_f64(ratios.gm_market),
-            );
-            write_sample(
-                &mut buffers.0[3],
-                names[3],
-                labels,
-                to_f64(ratios.gm_operating),
-            );
-            write_sample(
-                &mut buffers.0[4],
-                names[4],
-                labels,
-                to_f64(ratios.services_drag),
-            );
+            write_amount_sample(&mut buffers.0[2], names[2], labels, ratios.gm_market);
+            write_amount_sample(&mut buffers.0[3], names[3], labels, ratios.gm_operating);
+            write_amount_sample(&mut buffers.0[4], names[4], labels, ratios.services_drag);
         }
     }
 }
@@ -342,6 +372,52 @@ mod tests {
         let mut out = Vec::new();
         escape_label_value("a\"b\\c\nd", &mut out);
         assert_eq!(out, b"a\\\"b\\\\c\\nd");
+    }
+
+    /// Shows that a decimal's written digits parse to exactly its nearest f64 (the value the
+    /// f64 path gives), and are the same text as the f64 path up to 15 significant digits.
+    #[test]
+    fn writes_decimals_that_parse_to_their_nearest_f64() {
+        use std::str::FromStr;
+        for text in [
+            "0",
+            "-0.00",
+            "1234.56",
+            "4.0",
+            "100",
+            "0.1",
+            "-2.5",
+            "0.0001",
+            "123456789012345",
+            "0.820019195393105655",
+            "0.666666666666666667",
+            "-333333333332.3333333333333333",
+            "123456789012345678",
+            "0.1234567890123456789",
+            "1000000000000000000000",
+            "79228162514264337593543950335",
+        ] {
+            let value = Decimal::from_str(text).unwrap();
+            let mut direct = Vec::new();
+            write_amount(&mut direct, value);
+            let parsed: f64 = std::str::from_utf8(&direct).unwrap().parse().unwrap();
+            assert_eq!(
+                parsed,
+                to_f64(value),
+                "{text}: the text denotes the nearest f64"
+            );
+            let significant = value
+                .normalize()
+                .mantissa()
+                .unsigned_abs()
+                .to_string()
+                .len();
+            if significant <= 15 && value.abs() >= Decimal::new(1, 4) || value.is_zero() {
+                let mut via_f64 = Vec::new();
+                write_value(&mut via_f64, to_f64(value));
+                assert_eq!(direct, via_f64, "{text}: same text as the f64 path");
+            }
+        }
     }
 
     /// Shows the value formatting: shortest round trip, integers without `.0`.

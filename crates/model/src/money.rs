@@ -8,7 +8,8 @@
 //!    an `f64`'s resolution (fewer for a ratio beyond 10 integer digits, so that 28 digits
 //!    hold it). GM-O is then computed as GM-M − drag, so the bridge GM-M − GM-O = drag holds
 //!    exactly in decimal.
-//! 3. Exposition: the decimal is converted to the nearest `f64` (correctly rounded).
+//! 3. Exposition: the exposition writes the exact decimal, and the scraper's correctly
+//!    rounding parser turns it into the nearest `f64` ([`to_f64`] gives the same value).
 
 use rust_decimal::Decimal;
 
@@ -302,13 +303,28 @@ pub fn to_f64(value: Decimal) -> f64 {
         }
         at -= 2;
         buffer[at..at + 2].copy_from_slice(b"e-");
-        let mut digits = mantissa.unsigned_abs();
-        loop {
-            at -= 1;
-            buffer[at] = b'0' + (digits % 10) as u8;
-            digits /= 10;
-            if digits == 0 {
-                break;
+        let digits = mantissa.unsigned_abs();
+        // Ratios' mantissas fit in a u64, whose division by ten is a multiplication; a u128
+        // division is a library call, and this path runs three times per customer window.
+        match u64::try_from(digits) {
+            Ok(mut digits) => loop {
+                at -= 1;
+                buffer[at] = b'0' + (digits % 10) as u8;
+                digits /= 10;
+                if digits == 0 {
+                    break;
+                }
+            },
+            Err(_) => {
+                let mut digits = digits;
+                loop {
+                    at -= 1;
+                    buffer[at] = b'0' + (digits % 10) as u8;
+                    digits /= 10;
+                    if digits == 0 {
+                        break;
+                    }
+                }
             }
         }
         if mantissa < 0 {
