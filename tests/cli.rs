@@ -114,3 +114,133 @@ fn table_is_sorted_by_gm_market() {
     // Both have GM-M 90 %; ties keep id order.
     assert!(acme < globex, "{text}");
 }
+
+/// Shows the history rule of contract section 4 on the late-and-duplicates ledger with daily
+/// steps: the sample stamped `s` holds the events applied before the first event later than
+/// `s`, with the windows at `T = s`. e1 (03-01, 100) is alone until e2 (03-31 12:00)
+/// arrives, so every day from 03-01 to 03-31 is stamped with e1 only; its 30d window holds
+/// it until 03-30 and not at 03-31, when its bucket is 30 days old. Families are contiguous
+/// and the file ends with `# EOF`, as OpenMetrics requires.
+#[test]
+fn openmetrics_history_follows_the_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = root().join("tests/golden/late_and_duplicates/input.jsonl");
+    let history = dir.path().join("history.om");
+    let output = run(
+        dir.path(),
+        &[
+            "replay",
+            "--input",
+            ledger.to_str().unwrap(),
+            "--progress",
+            "never",
+            "--openmetrics-out",
+            history.to_str().unwrap(),
+            "--step",
+            "1d",
+        ],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = std::fs::read_to_string(&history).unwrap();
+    let day = |d: i64| 1_772_323_200 + (d - 1) * 86_400; // 2026-03-d 00:00 UTC
+    let series = |name: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.starts_with(name))
+            .map(|l| l.rsplitn(3, ' ').take(2).collect::<Vec<_>>().join(" "))
+            .collect()
+    };
+    let c1_30d = series(r#"marginstream_revenue{customer_id="c1",window="30d"}"#);
+    assert_eq!(c1_30d.len(), 31, "one sample a day from 03-01 to 03-31");
+    assert_eq!(c1_30d[0], format!("{} 100", day(1)));
+    assert_eq!(c1_30d[29], format!("{} 100", day(30)));
+    assert_eq!(c1_30d[30], format!("{} 0", day(31)));
+    let all = series(r#"marginstream_revenue{customer_id="c1",window="all"}"#);
+    assert!(
+        all.iter().all(|s| s.ends_with(" 100")),
+        "e2 and later are not in any sample: {all:?}"
+    );
+    let watermarks = series("marginstream_watermark_timestamp_seconds ");
+    assert_eq!(
+        watermarks[5],
+        format!("{} {}", day(6), day(6)),
+        "T = s at each sample"
+    );
+    assert!(text.ends_with("# EOF\n"));
+    let types: Vec<&str> = text.lines().filter(|l| l.starts_with("# TYPE")).collect();
+    assert_eq!(
+        types.len(),
+        12,
+        "every gauge family once, counters excluded"
+    );
+    let mut seen = std::collections::HashSet::new();
+    let mut current = "";
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let name = line.split(['{', ' ']).next().unwrap();
+        if name != current {
+            assert!(seen.insert(name.to_owned()), "family {name} is contiguous");
+            current = name;
+        }
+    }
+}
+
+/// Shows that a watermark stopping exactly on a boundary stamps the final state there: the
+/// basic ledger ends at 10:00, so the last hourly sample at 10:00 holds all of it.
+#[test]
+fn openmetrics_history_stamps_a_boundary_reached_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = root().join("tests/golden/basic/input.jsonl");
+    let history = dir.path().join("history.om");
+    let output = run(
+        dir.path(),
+        &[
+            "replay",
+            "--input",
+            ledger.to_str().unwrap(),
+            "--progress",
+            "never",
+            "--openmetrics-out",
+            history.to_str().unwrap(),
+            "--step",
+            "1h",
+        ],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = std::fs::read_to_string(&history).unwrap();
+    // 2026-01-10T10:00:00Z; the first event is at 08:00, so 08:00, 09:00 and 10:00 are stamped.
+    let ten = 1_768_039_200;
+    assert!(
+        text.contains(&format!(
+            "marginstream_portfolio_revenue{{window=\"all\"}} 1250.3 {ten}\n"
+        )),
+        "{text}"
+    );
+    assert!(text.contains(&format!(
+        "marginstream_revenue{{customer_id=\"acme\",window=\"24h\"}} 1000 {}\n",
+        ten - 3_600
+    )));
+    assert_eq!(
+        text.matches(r#"marginstream_portfolio_revenue{window="all"}"#)
+            .count(),
+        3
+    );
+    // --step needs --openmetrics-out and the reverse.
+    let output = run(
+        dir.path(),
+        &[
+            "replay",
+            "--input",
+            ledger.to_str().unwrap(),
+            "--step",
+            "1h",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(2));
+}

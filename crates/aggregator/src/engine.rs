@@ -253,6 +253,13 @@ impl Engine {
         self.counters.reject(reason);
     }
 
+    /// Moves the watermark forward to `t` (never back), in either clock mode, sliding the
+    /// windows as an event at `t` would. For history: the state at a step boundary is the
+    /// applied events with the windows computed at `T` = the boundary.
+    pub fn advance_watermark(&mut self, t: Timestamp) {
+        self.advance_to(t);
+    }
+
     /// Advances the watermark to `now` in wall-clock mode; does nothing in event-time mode.
     pub fn tick(&mut self, now: Timestamp) {
         if self.clock == ClockMode::Wall {
@@ -267,7 +274,21 @@ impl Engine {
     /// watermark moves, buckets that left a window are subtracted, and the event is added to
     /// every window it falls in (only to `all` if it is older than every finite window).
     pub fn record(&mut self, event: Prepared, now: Timestamp) -> Result<Outcome, Rejection> {
-        let outcome = self.apply(event, now);
+        self.record_observed(event, now, &mut |_, _| {})
+    }
+
+    /// Like [`Engine::record`], and calls `before_advance(engine, target)` once the event has
+    /// passed the future guard, the dedup index and the customer limit, just before the
+    /// watermark moves towards `target`. The state it sees is every event applied so far:
+    /// this is where history (the backfill's samples at each step) is taken, advancing the
+    /// watermark to each step boundary below `target` with [`Engine::advance_watermark`].
+    pub fn record_observed(
+        &mut self,
+        event: Prepared,
+        now: Timestamp,
+        before_advance: &mut dyn FnMut(&mut Engine, Timestamp),
+    ) -> Result<Outcome, Rejection> {
+        let outcome = self.apply(event, now, before_advance);
         match &outcome {
             Ok(_) => {}
             Err(rejection) => self.counters.reject(rejection.reason),
@@ -275,7 +296,12 @@ impl Engine {
         outcome
     }
 
-    fn apply(&mut self, event: Prepared, now: Timestamp) -> Result<Outcome, Rejection> {
+    fn apply(
+        &mut self,
+        event: Prepared,
+        now: Timestamp,
+        before_advance: &mut dyn FnMut(&mut Engine, Timestamp),
+    ) -> Result<Outcome, Rejection> {
         let latest = now.saturating_add_seconds(self.max_future_skew_seconds);
         if event.occurred_at > latest {
             return Err(Rejection::new(
@@ -317,6 +343,7 @@ impl Engine {
             ClockMode::Event => event.occurred_at,
             ClockMode::Wall => event.occurred_at.max(now),
         };
+        before_advance(self, target);
         self.advance_to(target);
         // Without the lifetime window, advancing may have removed this very customer (all
         // its entries left the longest window), freeing its slot: look it up again.

@@ -4,6 +4,7 @@
 //! - [`metrics`]: metric names and help texts, as constants.
 //! - [`prometheus`]: the Prometheus text exposition format (`/metrics`, `replay --format
 //!   prometheus`).
+//! - [`openmetrics`]: the history of every gauge at each step of event time, for backfill.
 //! - [`json`]: the same figures as exact decimal strings, for finance checks and tools.
 //! - [`table`]: a readable per-customer summary for a terminal.
 //! - [`error`]: the crate's one error type.
@@ -28,6 +29,7 @@
 pub mod error;
 pub mod json;
 pub mod metrics;
+pub mod openmetrics;
 pub mod prometheus;
 pub mod table;
 

@@ -121,17 +121,24 @@ pub(crate) fn write_amount(out: &mut Vec<u8>, value: Decimal) {
 }
 
 /// One line: `name{labels} value` with the value of a decimal.
-fn write_amount_sample(out: &mut Vec<u8>, name: &str, labels: &[u8], value: Decimal) {
+fn write_amount_sample(
+    out: &mut Vec<u8>,
+    name: &str,
+    labels: &[u8],
+    value: Decimal,
+    suffix: &[u8],
+) {
     out.extend_from_slice(name.as_bytes());
     out.push(b'{');
     out.extend_from_slice(labels);
     out.extend_from_slice(b"} ");
     write_amount(out, value);
+    out.extend_from_slice(suffix);
     out.push(b'\n');
 }
 
 /// One line: `name{labels} value` where `labels` is already rendered without braces.
-fn write_sample(out: &mut Vec<u8>, name: &str, labels: &[u8], value: f64) {
+pub(crate) fn write_sample(out: &mut Vec<u8>, name: &str, labels: &[u8], value: f64) {
     out.extend_from_slice(name.as_bytes());
     if !labels.is_empty() {
         out.push(b'{');
@@ -145,17 +152,19 @@ fn write_sample(out: &mut Vec<u8>, name: &str, labels: &[u8], value: f64) {
 
 /// Buffers of the five per-customer families (or the five portfolio families).
 #[derive(Debug, Default)]
-struct FamilyBuffers([Vec<u8>; 5]);
+pub(crate) struct FamilyBuffers(pub(crate) [Vec<u8>; 5]);
 
 /// Appends the samples of one subject (a customer, or the portfolio when `prefix` is empty)
 /// for every window: revenue, the five costs, and the three ratios when revenue > 0.
-fn write_subject(
+/// `suffix` goes after each value (an OpenMetrics timestamp, or nothing).
+pub(crate) fn write_subject(
     buffers: &mut FamilyBuffers,
     names: [&str; 5],
     prefix: &[u8],
     windows: &[String],
     figures: WindowFigures<'_>,
     labels: &mut Vec<u8>,
+    suffix: &[u8],
 ) {
     for (index, window) in windows.iter().enumerate() {
         let figures = figures.window(index);
@@ -165,19 +174,49 @@ fn write_subject(
         escape_label_value(window, labels);
         labels.push(b'"');
         let base = labels.len();
-        write_amount_sample(&mut buffers.0[0], names[0], labels, figures.revenue());
+        write_amount_sample(
+            &mut buffers.0[0],
+            names[0],
+            labels,
+            figures.revenue(),
+            suffix,
+        );
         for function in CostFunction::MARGIN {
             labels.truncate(base);
             labels.extend_from_slice(b",cost_function=\"");
             labels.extend_from_slice(function.as_str().as_bytes());
             labels.push(b'"');
-            write_amount_sample(&mut buffers.0[1], names[1], labels, figures.cost(function));
+            write_amount_sample(
+                &mut buffers.0[1],
+                names[1],
+                labels,
+                figures.cost(function),
+                suffix,
+            );
         }
         labels.truncate(base);
         if let Some(ratios) = figures.ratios() {
-            write_amount_sample(&mut buffers.0[2], names[2], labels, ratios.gm_market);
-            write_amount_sample(&mut buffers.0[3], names[3], labels, ratios.gm_operating);
-            write_amount_sample(&mut buffers.0[4], names[4], labels, ratios.services_drag);
+            write_amount_sample(
+                &mut buffers.0[2],
+                names[2],
+                labels,
+                ratios.gm_market,
+                suffix,
+            );
+            write_amount_sample(
+                &mut buffers.0[3],
+                names[3],
+                labels,
+                ratios.gm_operating,
+                suffix,
+            );
+            write_amount_sample(
+                &mut buffers.0[4],
+                names[4],
+                labels,
+                ratios.services_drag,
+                suffix,
+            );
         }
     }
 }
@@ -207,7 +246,7 @@ fn render_customers<V: GaugeView + ?Sized>(
         prefix.extend_from_slice(b"customer_id=\"");
         escape_label_value(id, &mut prefix);
         prefix.extend_from_slice(b"\",");
-        write_subject(buffers, names, &prefix, windows, figures, &mut labels);
+        write_subject(buffers, names, &prefix, windows, figures, &mut labels, b"");
     }
 }
 
@@ -298,6 +337,7 @@ fn render_tail<V: GaugeView + ?Sized>(view: &V, out: &mut Vec<u8>) {
         view.window_labels(),
         view.portfolio(),
         &mut labels,
+        b"",
     );
     for (family, buffer) in portfolio.0.iter().enumerate() {
         let (name, kind, help) = FAMILIES[5 + family];

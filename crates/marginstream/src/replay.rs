@@ -15,7 +15,9 @@ use base64::Engine as _;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use marginstream_aggregator::{ClockMode, Engine, Prepared};
 use marginstream_consumer::{JsonlReader, LineBatch, ReaderOptions};
-use marginstream_model::{Counters, RejectReason, Rejection, Timestamp};
+use marginstream_exporter::openmetrics::HistoryWriter;
+use marginstream_exporter::ExporterError;
+use marginstream_model::{Counters, DurationSpec, RejectReason, Rejection, Timestamp};
 use serde_json::json;
 use tracing::info;
 
@@ -76,6 +78,66 @@ pub struct ReplayArgs {
     /// Progress display on standard error.
     #[arg(long, value_enum, default_value_t = Progress::Auto)]
     pub progress: Progress,
+    /// Also write the history of every gauge at each --step of event time to PATH, as
+    /// OpenMetrics with timestamps, for `promtool tsdb create-blocks-from openmetrics`.
+    #[arg(long, value_name = "PATH", requires = "step")]
+    pub openmetrics_out: Option<PathBuf>,
+    /// The step of --openmetrics-out, e.g. `1h`: samples are stamped at its multiples on the
+    /// Unix epoch.
+    #[arg(long, value_name = "DURATION", requires = "openmetrics_out")]
+    pub step: Option<String>,
+}
+
+/// Takes the history of the gauges while the engine runs: the sample stamped `s` (a multiple
+/// of the step) is the state when the watermark first reached `s`, that is the events
+/// applied before the first event later than `s`, with the windows computed at `T = s`
+/// (contract section 4).
+struct History {
+    writer: HistoryWriter,
+    step_seconds: i64,
+    /// The next boundary to stamp; set by the first applied event.
+    next: Option<i64>,
+    /// The first error, after which no more snapshots are taken.
+    error: Option<ExporterError>,
+}
+
+impl History {
+    /// Called before the watermark moves towards `target`: stamps every boundary below it.
+    fn before_advance(&mut self, engine: &mut Engine, target: Timestamp) {
+        let step = self.step_seconds;
+        // The first boundary at or after the first event: nothing was applied before it.
+        let next = self.next.get_or_insert_with(|| {
+            target.seconds.div_euclid(step) * step
+                + if target.seconds.rem_euclid(step) == 0 && target.nanos == 0 {
+                    0
+                } else {
+                    step
+                }
+        });
+        while self.error.is_none() && Timestamp::from_seconds(*next) < target {
+            let at = Timestamp::from_seconds(*next);
+            engine.advance_watermark(at);
+            if let Err(error) = self.writer.snapshot(&engine.view(), at) {
+                self.error = Some(error);
+            }
+            *next += step;
+        }
+    }
+
+    /// Stamps the last boundary if the watermark stopped exactly on it, and writes the file.
+    fn finish(mut self, engine: &mut Engine) -> anyhow::Result<u64> {
+        if let (Some(next), Some(watermark)) = (self.next, engine.watermark()) {
+            if self.error.is_none() && watermark == Timestamp::from_seconds(next) {
+                if let Err(error) = self.writer.snapshot(&engine.view(), watermark) {
+                    self.error = Some(error);
+                }
+            }
+        }
+        if let Some(error) = self.error {
+            return Err(error.into());
+        }
+        Ok(self.writer.finish()?)
+    }
 }
 
 /// What a replay did.
@@ -253,6 +315,20 @@ impl Reporter {
 pub fn replay(config: &Config, args: &ReplayArgs) -> anyhow::Result<(Engine, ReplaySummary)> {
     let engine_config = config.engine_for(ClockMode::Event);
     let mut engine = Engine::new(&engine_config).context("invalid engine configuration")?;
+    let mut history = match (&args.openmetrics_out, &args.step) {
+        (Some(path), Some(step)) => {
+            let step =
+                DurationSpec::parse(step).map_err(|error| anyhow::anyhow!("--step: {error}"))?;
+            Some(History {
+                writer: HistoryWriter::create(path)
+                    .with_context(|| format!("cannot create {}", path.display()))?,
+                step_seconds: step.seconds(),
+                next: None,
+                error: None,
+            })
+        }
+        _ => None,
+    };
     let (input, total_bytes) = open_input(&args.input)?;
     let mut rejected = RejectedWriter::create(&args.rejected_out)?;
     let mut reporter = Reporter::new(args.progress, total_bytes);
@@ -311,7 +387,14 @@ pub fn replay(config: &Config, args: &ReplayArgs) -> anyhow::Result<(Engine, Rep
             let now = wall_clock();
             for (index, result) in item.results.drain(..).enumerate() {
                 let outcome = match result {
-                    Ok(prepared) => engine.record(prepared, now).map(|_| ()),
+                    Ok(prepared) => match history.as_mut() {
+                        Some(history) => engine
+                            .record_observed(prepared, now, &mut |engine, target| {
+                                history.before_advance(engine, target)
+                            })
+                            .map(|_| ()),
+                        None => engine.record(prepared, now).map(|_| ()),
+                    },
                     Err(rejection) => {
                         engine.count_rejection(rejection.reason);
                         Err(rejection)
@@ -339,6 +422,10 @@ pub fn replay(config: &Config, args: &ReplayArgs) -> anyhow::Result<(Engine, Rep
     })?;
     reporter.finish();
     let written = rejected.finish()?;
+    if let (Some(history), Some(path)) = (history, &args.openmetrics_out) {
+        let snapshots = history.finish(&mut engine)?;
+        info!(snapshots, path = %path.display(), "history written");
+    }
     let elapsed = started.elapsed();
     let counters = *engine.counters();
     debug_assert_eq!(
