@@ -115,16 +115,10 @@ fn table_is_sorted_by_gm_market() {
     assert!(acme < globex, "{text}");
 }
 
-/// Shows the history rule of contract section 4 on the late-and-duplicates ledger with daily
-/// steps: the sample stamped `s` holds the events applied before the first event later than
-/// `s`, with the windows at `T = s`. e1 (03-01, 100) is alone until e2 (03-31 12:00)
-/// arrives, so every day from 03-01 to 03-31 is stamped with e1 only; its 30d window holds
-/// it until 03-30 and not at 03-31, when its bucket is 30 days old. Families are contiguous
-/// and the file ends with `# EOF`, as OpenMetrics requires.
-#[test]
-fn openmetrics_history_follows_the_rule() {
+/// Replays a golden ledger with `--openmetrics-out` at `step` and returns the history.
+fn history_of(case: &str, step: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let ledger = root().join("tests/golden/late_and_duplicates/input.jsonl");
+    let ledger = root().join("tests/golden").join(case).join("input.jsonl");
     let history = dir.path().join("history.om");
     let output = run(
         dir.path(),
@@ -137,7 +131,7 @@ fn openmetrics_history_follows_the_rule() {
             "--openmetrics-out",
             history.to_str().unwrap(),
             "--step",
-            "1d",
+            step,
         ],
     );
     assert!(
@@ -145,7 +139,18 @@ fn openmetrics_history_follows_the_rule() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let text = std::fs::read_to_string(&history).unwrap();
+    std::fs::read_to_string(&history).unwrap()
+}
+
+/// Shows the history rule of contract section 4 on the late-and-duplicates ledger with daily
+/// steps: the sample stamped `s` holds the events applied before the first event later than
+/// `s`, with the windows at `T = s`. e1 (03-01, 100) is alone until e2 (03-31 12:00)
+/// arrives, so every day from 03-01 to 03-31 is stamped with e1 only; its 30d window holds
+/// it until 03-30 and not at 03-31, when its bucket is 30 days old. Families are contiguous
+/// and the file ends with `# EOF`, as OpenMetrics requires.
+#[test]
+fn openmetrics_history_follows_the_rule() {
+    let text = history_of("late_and_duplicates", "1d");
     let day = |d: i64| 1_772_323_200 + (d - 1) * 86_400; // 2026-03-d 00:00 UTC
     let series = |name: &str| -> Vec<String> {
         text.lines()
@@ -191,29 +196,7 @@ fn openmetrics_history_follows_the_rule() {
 /// basic ledger ends at 10:00, so the last hourly sample at 10:00 holds all of it.
 #[test]
 fn openmetrics_history_stamps_a_boundary_reached_exactly() {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = root().join("tests/golden/basic/input.jsonl");
-    let history = dir.path().join("history.om");
-    let output = run(
-        dir.path(),
-        &[
-            "replay",
-            "--input",
-            ledger.to_str().unwrap(),
-            "--progress",
-            "never",
-            "--openmetrics-out",
-            history.to_str().unwrap(),
-            "--step",
-            "1h",
-        ],
-    );
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let text = std::fs::read_to_string(&history).unwrap();
+    let text = history_of("basic", "1h");
     // 2026-01-10T10:00:00Z; the first event is at 08:00, so 08:00, 09:00 and 10:00 are stamped.
     let ten = 1_768_039_200;
     assert!(
@@ -232,6 +215,8 @@ fn openmetrics_history_stamps_a_boundary_reached_exactly() {
         3
     );
     // --step needs --openmetrics-out and the reverse.
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = root().join("tests/golden/basic/input.jsonl");
     let output = run(
         dir.path(),
         &[

@@ -29,6 +29,24 @@ pub const WATERMARK_TIMESTAMP_SECONDS: &str = "marginstream_watermark_timestamp_
 /// Customers held.
 pub const CUSTOMERS: &str = "marginstream_customers";
 
+/// The five per-customer families, in the order the renderers fill them.
+pub const CUSTOMER_FAMILIES: [&str; 5] = [
+    REVENUE,
+    COST,
+    GM_MARKET_RATIO,
+    GM_OPERATING_RATIO,
+    SERVICES_DRAG_RATIO,
+];
+
+/// The five portfolio families, in the same order.
+pub const PORTFOLIO_FAMILIES: [&str; 5] = [
+    PORTFOLIO_REVENUE,
+    PORTFOLIO_COST,
+    PORTFOLIO_GM_MARKET_RATIO,
+    PORTFOLIO_GM_OPERATING_RATIO,
+    PORTFOLIO_SERVICES_DRAG_RATIO,
+];
+
 /// The kind of a metric family, for its `# TYPE` line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {

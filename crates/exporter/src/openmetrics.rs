@@ -18,7 +18,7 @@ use marginstream_model::{GaugeView, Timestamp};
 
 use crate::error::ExporterError;
 use crate::metrics::{self, FAMILIES};
-use crate::prometheus::{escape_label_value, write_header, write_subject, FamilyBuffers};
+use crate::prometheus::{customer_prefix, write_header, write_subject, FamilyBuffers};
 
 /// The gauge families written, as indices into [`FAMILIES`]: the five per-customer, the five
 /// portfolio families, the watermark and the customer count.
@@ -91,13 +91,7 @@ impl HistoryWriter {
         let suffix = format!(" {}", at.seconds);
         let suffix = suffix.as_bytes();
         let windows = view.window_labels();
-        let names = [
-            metrics::REVENUE,
-            metrics::COST,
-            metrics::GM_MARKET_RATIO,
-            metrics::GM_OPERATING_RATIO,
-            metrics::SERVICES_DRAG_RATIO,
-        ];
+        let names = metrics::CUSTOMER_FAMILIES;
         let mut prefix = Vec::with_capacity(64);
         let mut labels = Vec::with_capacity(128);
         for buffer in self
@@ -110,10 +104,7 @@ impl HistoryWriter {
         }
         for index in 0..view.customer_count() {
             let (id, figures) = view.customer(index);
-            prefix.clear();
-            prefix.extend_from_slice(b"customer_id=\"");
-            escape_label_value(id, &mut prefix);
-            prefix.extend_from_slice(b"\",");
+            customer_prefix(id, &mut prefix);
             write_subject(
                 &mut self.customers,
                 names,
@@ -128,13 +119,7 @@ impl HistoryWriter {
             }
         }
         self.flush_customers()?;
-        let portfolio_names = [
-            metrics::PORTFOLIO_REVENUE,
-            metrics::PORTFOLIO_COST,
-            metrics::PORTFOLIO_GM_MARKET_RATIO,
-            metrics::PORTFOLIO_GM_OPERATING_RATIO,
-            metrics::PORTFOLIO_SERVICES_DRAG_RATIO,
-        ];
+        let portfolio_names = metrics::PORTFOLIO_FAMILIES;
         write_subject(
             &mut self.portfolio,
             portfolio_names,

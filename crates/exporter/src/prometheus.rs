@@ -46,6 +46,14 @@ pub fn escape_label_value(value: &str, out: &mut Vec<u8>) {
     }
 }
 
+/// Sets `prefix` to the customer's label, ready for the window's: `customer_id="…",`.
+pub(crate) fn customer_prefix(id: &str, prefix: &mut Vec<u8>) {
+    prefix.clear();
+    prefix.extend_from_slice(b"customer_id=\"");
+    escape_label_value(id, prefix);
+    prefix.extend_from_slice(b"\",");
+}
+
 /// Writes a sample value: shortest round-trip text of the `f64`, `0` for zero.
 pub(crate) fn write_value(out: &mut Vec<u8>, value: f64) {
     if value == 0.0 {
@@ -230,22 +238,13 @@ fn render_customers<V: GaugeView + ?Sized>(
     let mut prefix = Vec::with_capacity(64);
     let mut labels = Vec::with_capacity(128);
     let windows = view.window_labels();
-    let names = [
-        metrics::REVENUE,
-        metrics::COST,
-        metrics::GM_MARKET_RATIO,
-        metrics::GM_OPERATING_RATIO,
-        metrics::SERVICES_DRAG_RATIO,
-    ];
+    let names = metrics::CUSTOMER_FAMILIES;
     for buffer in &mut buffers.0 {
         buffer.clear();
     }
     for index in from..to {
         let (id, figures) = view.customer(index);
-        prefix.clear();
-        prefix.extend_from_slice(b"customer_id=\"");
-        escape_label_value(id, &mut prefix);
-        prefix.extend_from_slice(b"\",");
+        customer_prefix(id, &mut prefix);
         write_subject(buffers, names, &prefix, windows, figures, &mut labels, b"");
     }
 }
@@ -322,13 +321,7 @@ impl Renderer {
 /// The portfolio families, the counters, the watermark and the customer count.
 fn render_tail<V: GaugeView + ?Sized>(view: &V, out: &mut Vec<u8>) {
     let mut portfolio = FamilyBuffers::default();
-    let names = [
-        metrics::PORTFOLIO_REVENUE,
-        metrics::PORTFOLIO_COST,
-        metrics::PORTFOLIO_GM_MARKET_RATIO,
-        metrics::PORTFOLIO_GM_OPERATING_RATIO,
-        metrics::PORTFOLIO_SERVICES_DRAG_RATIO,
-    ];
+    let names = metrics::PORTFOLIO_FAMILIES;
     let mut labels = Vec::new();
     write_subject(
         &mut portfolio,

@@ -288,52 +288,10 @@ pub fn to_f64(value: Decimal) -> f64 {
         // Both operands are exact, so the one division rounds correctly.
         mantissa as f64 / POW10[scale]
     } else {
-        // Rust's float parser rounds correctly; `<mantissa>e-<scale>` is the exact value.
-        // Written on the stack: no allocation on this path of every ratio.
-        let mut buffer = [0u8; 48];
-        let mut at = buffer.len();
-        let mut rest = scale;
-        loop {
-            at -= 1;
-            buffer[at] = b'0' + (rest % 10) as u8;
-            rest /= 10;
-            if rest == 0 {
-                break;
-            }
-        }
-        at -= 2;
-        buffer[at..at + 2].copy_from_slice(b"e-");
-        let digits = mantissa.unsigned_abs();
-        // Ratios' mantissas fit in a u64, whose division by ten is a multiplication; a u128
-        // division is a library call, and this path runs three times per customer window.
-        match u64::try_from(digits) {
-            Ok(mut digits) => loop {
-                at -= 1;
-                buffer[at] = b'0' + (digits % 10) as u8;
-                digits /= 10;
-                if digits == 0 {
-                    break;
-                }
-            },
-            Err(_) => {
-                let mut digits = digits;
-                loop {
-                    at -= 1;
-                    buffer[at] = b'0' + (digits % 10) as u8;
-                    digits /= 10;
-                    if digits == 0 {
-                        break;
-                    }
-                }
-            }
-        }
-        if mantissa < 0 {
-            at -= 1;
-            buffer[at] = b'-';
-        }
-        std::str::from_utf8(&buffer[at..])
-            .ok()
-            .and_then(|text| text.parse::<f64>().ok())
+        // Rust's float parser rounds correctly, and `<mantissa>e-<scale>` is the exact value.
+        // Rare: the exposition writes decimals as text and converts only beyond 19 digits.
+        format!("{mantissa}e-{scale}")
+            .parse::<f64>()
             .unwrap_or(f64::NAN)
     };
     if result == 0.0 {
