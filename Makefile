@@ -19,10 +19,11 @@ lint: ## Check formatting and run clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-test: ## Run every test: unit, property, golden, CLI, promtool and the independent check
+test: ## Run every test: unit, property, golden, CLI, promtool, backfill and the independent check
 	$(CARGO) build --workspace
 	$(CARGO) test --workspace
 	scripts/promtool-check.sh
+	python3 tests/e2e/backfill.py --binary target/debug/marginstream
 	python3 tests/independent/check.py --binary target/debug/marginstream
 
 check-config: ## Validate every configuration file in config/
