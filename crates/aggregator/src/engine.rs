@@ -65,10 +65,10 @@ pub const WINDOWS_MAX: usize = 16;
 
 /// One customer's id and series.
 #[derive(Debug, Clone)]
-struct Customer {
+pub(crate) struct Customer {
     /// Inline up to 24 bytes, so finding a customer touches one less cache line.
-    id: CustomerId,
-    series: Series,
+    pub(crate) id: CustomerId,
+    pub(crate) series: Series,
 }
 
 /// Approximate memory held by the engine.
@@ -90,44 +90,47 @@ pub struct MemoryStats {
 ///
 /// Pure: it never reads a clock; `now` is passed in. Not thread-safe by itself: one owner
 /// applies events, and readers get an [`EngineView`].
+///
+/// The fields are visible to the crate so that [`crate::snapshot`] can write and restore
+/// them; everything else goes through the methods.
 #[derive(Debug)]
 pub struct Engine {
-    bucket_seconds: i64,
+    pub(crate) bucket_seconds: i64,
     /// Finite window lengths in buckets, in label order.
-    window_buckets: Vec<i64>,
+    pub(crate) window_buckets: Vec<i64>,
     /// The longest finite window in buckets.
-    longest_buckets: Option<i64>,
+    pub(crate) longest_buckets: Option<i64>,
     /// The label index of `all`, when kept.
-    lifetime_index: Option<usize>,
-    labels: Vec<String>,
-    clock: ClockMode,
-    max_customers: usize,
-    max_future_skew_seconds: i64,
-    dedup_horizon_buckets: i64,
+    pub(crate) lifetime_index: Option<usize>,
+    pub(crate) labels: Vec<String>,
+    pub(crate) clock: ClockMode,
+    pub(crate) max_customers: usize,
+    pub(crate) max_future_skew_seconds: i64,
+    pub(crate) dedup_horizon_buckets: i64,
     /// The dedup index is swept when the watermark has moved this many buckets.
-    dedup_sweep_buckets: i64,
+    pub(crate) dedup_sweep_buckets: i64,
 
     /// Customers by slot; `None` marks a free slot.
-    customers: Vec<Option<Customer>>,
-    free_slots: Vec<u32>,
-    customer_count: usize,
+    pub(crate) customers: Vec<Option<Customer>>,
+    pub(crate) free_slots: Vec<u32>,
+    pub(crate) customer_count: usize,
     /// Slots, hashed by customer id.
-    index: HashTable<u32>,
-    hasher: RandomState,
+    pub(crate) index: HashTable<u32>,
+    pub(crate) hasher: RandomState,
     /// Every customer plus unattributed costs.
-    portfolio: Series,
+    pub(crate) portfolio: Series,
     /// Applied event keys, with the watermark bucket when they were applied. The key is the
     /// 128-bit hash as two `u64`s: 8-byte alignment makes an entry 24 bytes, not 32.
-    dedup: HashMap<[u64; 2], i32, RandomState>,
-    dedup_swept_at: i64,
+    pub(crate) dedup: HashMap<[u64; 2], i32, RandomState>,
+    pub(crate) dedup_swept_at: i64,
     /// Customers are slid in bulk when the watermark has moved this many buckets.
-    maintain_buckets: i64,
-    maintained_at: i64,
-    watermark: Option<Timestamp>,
-    counters: Counters,
+    pub(crate) maintain_buckets: i64,
+    pub(crate) maintained_at: i64,
+    pub(crate) watermark: Option<Timestamp>,
+    pub(crate) counters: Counters,
     /// Occupied slots sorted by customer id, valid while `sorted_valid`.
-    sorted: Vec<u32>,
-    sorted_valid: bool,
+    pub(crate) sorted: Vec<u32>,
+    pub(crate) sorted_valid: bool,
 }
 
 fn dedup_key(key: EventKey) -> [u64; 2] {
@@ -246,6 +249,20 @@ impl Engine {
     /// Returns the bucket length in seconds.
     pub fn bucket_seconds(&self) -> i64 {
         self.bucket_seconds
+    }
+
+    /// Returns the most customers held before a new one is rejected as `customer_limit`;
+    /// initially [`EngineConfig::max_customers`].
+    pub fn max_customers(&self) -> usize {
+        self.max_customers
+    }
+
+    /// Sets the most customers held. The live path shares one `ledger.max_customers` across
+    /// its per-partition engines and hands each its part. Customers already held beyond a
+    /// lowered limit are kept; only new ones are rejected. Values above `u32::MAX` are
+    /// clamped to it, the limit the configuration validates, so slots always fit in a `u32`.
+    pub fn set_max_customers(&mut self, max: usize) {
+        self.max_customers = max.min(u32::MAX as usize);
     }
 
     /// Counts a rejection decided before the engine (parse, currency, tagging).
@@ -442,7 +459,7 @@ impl Engine {
             .series
     }
 
-    fn find(&self, id: &str, hash: u64) -> Option<u32> {
+    pub(crate) fn find(&self, id: &str, hash: u64) -> Option<u32> {
         let customers = &self.customers;
         self.index
             .find(hash, |slot| {

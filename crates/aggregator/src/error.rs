@@ -2,7 +2,8 @@
 
 use thiserror::Error;
 
-/// Errors building the engine or its tagging rules from a configuration.
+/// Errors building the engine or its tagging rules from a configuration, or restoring the
+/// engine from a checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum AggregatorError {
     /// A tagging rule's category pattern is not a valid glob.
@@ -18,4 +19,8 @@ pub enum AggregatorError {
     /// The engine configuration breaks one of its invariants.
     #[error("invalid engine configuration: {0}")]
     Config(String),
+    /// A checkpoint cannot be restored: it is truncated or corrupt, of another format
+    /// version, or was written under another configuration. The text says which, and where.
+    #[error("cannot restore the engine: {0}")]
+    Snapshot(String),
 }

@@ -7,6 +7,9 @@
 //! - [`engine`]: the state: per-customer rolling windows, the watermark, the dedup index,
 //!   the portfolio and the counters. [`engine::Engine::record`] applies one event.
 //! - [`series`]: the figures of one customer (or the portfolio) and their bucket entries.
+//! - [`snapshot`]: checkpoints: [`Engine::encode`] writes the full state as versioned binary,
+//!   [`Engine::decode`] restores it under the same configuration, refusing any other bytes.
+//! - [`merged`]: several engines' views presented as one (one engine per Kafka partition).
 //! - [`error`]: the crate's one error type.
 //!
 //! # Design decisions
@@ -34,8 +37,10 @@
 
 pub mod engine;
 pub mod error;
+pub mod merged;
 pub mod prepare;
 pub mod series;
+pub mod snapshot;
 pub mod tagging;
 
 #[cfg(test)]
@@ -43,5 +48,6 @@ mod tests;
 
 pub use engine::{ClockMode, Engine, EngineConfig, EngineView, MemoryStats};
 pub use error::AggregatorError;
+pub use merged::MergedView;
 pub use prepare::{Prepared, Preparer};
 pub use tagging::{Tagger, TaggingRule};

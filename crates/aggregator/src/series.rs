@@ -10,14 +10,14 @@ use crate::engine::WINDOWS_MAX;
 
 /// The sum of one cost line (or revenue) of one customer in one bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Entry {
+pub(crate) struct Entry {
     /// The bucket index. Buckets are at least a minute, so every accepted timestamp's bucket
     /// fits (year 0 is bucket −1.04e9; the future guard bounds the other side).
-    bucket: i32,
+    pub(crate) bucket: i32,
     /// The index in [`Figures`].
-    slot: u8,
+    pub(crate) slot: u8,
     /// The sum of the amounts of this line in this bucket.
-    amount: Decimal,
+    pub(crate) amount: Decimal,
 }
 
 /// One customer's (or the portfolio's) figures per window, with the entries needed to slide
@@ -26,28 +26,31 @@ struct Entry {
 /// Entries are sorted by (bucket, slot). For each finite window, a cursor marks the first
 /// entry still inside it: buckets leave a window in order, so sliding it only walks forward
 /// from the cursor, touching the entries that leave and nothing else.
-#[derive(Debug, Clone)]
+///
+/// The fields are visible to the crate so that [`crate::snapshot`] can write and restore
+/// them.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Series {
     /// Sums per line and window label, slot-major (`sums[slot * labels + window]`), so the
     /// sums one event updates share a cache line. Labels: finite windows, then `all`.
-    sums: Box<[Decimal]>,
+    pub(crate) sums: Box<[Decimal]>,
     /// The number of window labels.
-    labels: u8,
+    pub(crate) labels: u8,
     /// Bucket entries within the longest finite window, sorted by (bucket, slot).
-    entries: VecDeque<Entry>,
+    pub(crate) entries: VecDeque<Entry>,
     /// Per finite window, the index in `entries` of the first entry inside it.
-    cursors: Box<[u32]>,
+    pub(crate) cursors: Box<[u32]>,
     /// The watermark bucket the windows were last slid to.
-    slid_to: i32,
+    pub(crate) slid_to: i32,
     /// The sum of the absolute values of every amount ever added: a bound on every sum and
     /// every partial sum the series can form, in any order.
-    magnitude: Decimal,
+    pub(crate) magnitude: Decimal,
     /// The largest scale (decimal places) of any amount added.
-    scale_max: u8,
+    pub(crate) scale_max: u8,
 }
 
 /// Significant digits of a `rust_decimal::Decimal`.
-const DIGITS: u32 = 28;
+pub(crate) const DIGITS: u32 = 28;
 
 fn clamp_bucket(bucket: i64) -> i32 {
     bucket.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32

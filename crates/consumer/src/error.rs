@@ -21,4 +21,13 @@ pub enum ConsumerError {
         #[source]
         source: std::io::Error,
     },
+    /// A Kafka client call failed.
+    #[error("kafka: failed to {what}")]
+    Kafka {
+        /// What was being done.
+        what: String,
+        /// The client's error.
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
 }

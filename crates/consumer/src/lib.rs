@@ -4,7 +4,8 @@
 //!
 //! - [`jsonl`]: the JSONL file source (a file or stdin, one event per line) for
 //!   `marginstream replay`: [`JsonlReader`] cuts the bytes into [`LineBatch`]es.
-//! - `kafka.rs` (to come): the Kafka source for `marginstream run`.
+//! - [`kafka`]: the Kafka source for `marginstream run`: a consumer group member whose
+//!   partitions start where the application's state says, and the dead-letter producer.
 //! - [`error`]: the crate's one error type.
 //!
 //! # Design decisions
@@ -33,6 +34,11 @@
 
 pub mod error;
 pub mod jsonl;
+pub mod kafka;
 
 pub use error::ConsumerError;
 pub use jsonl::{JsonlReader, LineBatch, LineRef, ReaderOptions};
+pub use kafka::{
+    DeadLetter, DeadLetterSink, KafkaSettings, KafkaSource, Offset, Partition, Polled, Rebalance,
+    StartAt,
+};

@@ -36,6 +36,29 @@ pub struct RawConfig {
     pub ledger: RawLedger,
     /// Cost tagging rules (contract section 3).
     pub tagging: RawTagging,
+    /// Checkpoints of `marginstream run`.
+    pub state: RawState,
+}
+
+/// `[state]`: where and how often `marginstream run` checkpoints its state.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RawState {
+    /// Directory of the checkpoint file, created if missing (default `marginstream-state`,
+    /// relative to the working directory). One instance per directory.
+    pub dir: String,
+    /// Time between checkpoints (default `30s`): the most work redone after a crash, and
+    /// how far the committed offsets lag.
+    pub checkpoint_interval: String,
+}
+
+impl Default for RawState {
+    fn default() -> RawState {
+        RawState {
+            dir: "marginstream-state".to_owned(),
+            checkpoint_interval: "30s".to_owned(),
+        }
+    }
 }
 
 /// `[kafka]`: where the ledger is read from and rejected events are written to.
@@ -50,9 +73,13 @@ pub struct RawKafka {
     pub group_id: String,
     /// The dead-letter topic for rejected events (default `cel.events.dlq`).
     pub dlq_topic: String,
-    /// librdkafka properties passed through unchanged (default none), e.g.
-    /// `"security.protocol" = "SASL_SSL"`.
+    /// librdkafka properties passed through unchanged to the consumer and the dead-letter
+    /// producer (default none), e.g. `"security.protocol" = "SASL_SSL"`. The offset and
+    /// group settings the exactly-once effect relies on are refused.
     pub properties: BTreeMap<String, String>,
+    /// Most rejected messages waiting for the dead-letter topic's acknowledgement; at this
+    /// limit consumption pauses until they are written (default 10000).
+    pub dlq_pending_max: u64,
 }
 
 impl Default for RawKafka {
@@ -64,6 +91,8 @@ impl Default for RawKafka {
             group_id: "marginstream".to_owned(),
             dlq_topic: "cel.events.dlq".to_owned(),
             properties: BTreeMap::new(),
+            // About 2 MB of typical events held in memory while the topic is unreachable.
+            dlq_pending_max: 10_000,
         }
     }
 }
@@ -201,6 +230,10 @@ pub struct Config {
     pub preparer: Preparer,
     /// The effective tagging rules.
     pub rules: Vec<TaggingRule>,
+    /// The checkpoint directory.
+    pub state_dir: std::path::PathBuf,
+    /// Time between checkpoints.
+    pub checkpoint_interval: std::time::Duration,
     /// The raw configuration after every override, for `check-config`.
     pub raw: RawConfig,
 }
@@ -391,6 +424,46 @@ pub fn validate(raw: RawConfig, problems: &mut Vec<ConfigProblem>) -> Option<Con
     if raw.kafka.group_id.trim().is_empty() {
         problem("kafka.group_id", "must not be empty".to_owned());
     }
+    for key in raw.kafka.properties.keys() {
+        if marginstream_consumer::kafka::RESERVED_PROPERTIES.contains(&key.as_str())
+            || key == "bootstrap.servers"
+        {
+            problem(
+                &format!("kafka.properties.{key}"),
+                "is set by marginstream itself (offsets move only after a durable checkpoint); use kafka.brokers or kafka.group_id for those".to_owned(),
+            );
+        }
+    }
+    if raw.kafka.dlq_pending_max == 0 || raw.kafka.dlq_pending_max > 10_000_000 {
+        problem(
+            "kafka.dlq_pending_max",
+            format!(
+                "must be between 1 and 10000000, got {}",
+                raw.kafka.dlq_pending_max
+            ),
+        );
+    }
+
+    // [state]
+    if raw.state.dir.trim().is_empty() {
+        problem("state.dir", "must not be empty".to_owned());
+    }
+    let checkpoint_interval = match DurationSpec::parse(&raw.state.checkpoint_interval) {
+        Ok(interval) if interval.seconds() >= 1 && interval.seconds() <= 86_400 => {
+            Some(std::time::Duration::from_secs(interval.seconds() as u64))
+        }
+        Ok(interval) => {
+            problem(
+                "state.checkpoint_interval",
+                format!("{interval} is not between 1s and 24h"),
+            );
+            None
+        }
+        Err(error) => {
+            problem("state.checkpoint_interval", error.to_string());
+            None
+        }
+    };
 
     // [metrics]
     let listen = raw.metrics.listen.parse::<SocketAddr>().map_err(|_| {
@@ -608,6 +681,8 @@ pub fn validate(raw: RawConfig, problems: &mut Vec<ConfigProblem>) -> Option<Con
     Some(Config {
         kafka: raw.kafka.clone(),
         listen: listen.ok()?,
+        state_dir: std::path::PathBuf::from(&raw.state.dir),
+        checkpoint_interval: checkpoint_interval?,
         engine,
         clock,
         preparer,

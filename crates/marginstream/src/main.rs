@@ -12,9 +12,12 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod checkpoint;
 mod config;
 mod generate;
+mod live;
 mod replay;
+mod serve;
 
 use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Write};
@@ -56,8 +59,27 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Consume the ledger topic from Kafka and serve /metrics (not built yet: see the README).
+    /// Consume the ledger topic from Kafka and serve /metrics, /healthz and /readyz.
+    ///
+    /// Joins kafka.group_id, keeps one engine per owned partition, dead-letters rejected
+    /// messages to kafka.dlq_topic and checkpoints to state.dir. Stops on SIGTERM or
+    /// SIGINT after a final checkpoint.
     Run(ConfigArgs),
+    /// Produce a JSONL ledger to kafka.topic, each line keyed by its customer_id.
+    Produce {
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[command(flatten)]
+        produce: serve::ProduceArgs,
+    },
+    /// Create kafka.topic and kafka.dlq_topic if they do not exist.
+    CreateTopics {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Partitions of kafka.topic.
+        #[arg(long, default_value_t = 4)]
+        partitions: i32,
+    },
     /// Replay a JSONL ledger in event time and print the final gauges.
     ///
     /// Rejected lines go to --rejected-out with their reason. Example:
@@ -105,6 +127,15 @@ struct ConfigArgs {
     /// metrics.listen, e.g. `127.0.0.1:9898`.
     #[arg(long, value_name = "ADDRESS")]
     listen: Option<String>,
+    /// kafka.group_id.
+    #[arg(long, value_name = "GROUP")]
+    group_id: Option<String>,
+    /// kafka.dlq_topic.
+    #[arg(long, value_name = "TOPIC")]
+    dlq_topic: Option<String>,
+    /// state.dir.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<String>,
 }
 
 fn quoted(text: &str) -> String {
@@ -125,6 +156,9 @@ impl ConfigArgs {
             ("kafka.brokers", &self.brokers),
             ("kafka.topic", &self.topic),
             ("metrics.listen", &self.listen),
+            ("kafka.group_id", &self.group_id),
+            ("kafka.dlq_topic", &self.dlq_topic),
+            ("state.dir", &self.state_dir),
         ] {
             if let Some(value) = value {
                 flags.push((key, quoted(value)));
@@ -240,7 +274,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log_level);
     let loaded = match &cli.command {
-        Command::Run(args) | Command::CheckConfig(args) | Command::Replay { config: args, .. } => {
+        Command::Run(args)
+        | Command::CheckConfig(args)
+        | Command::Replay { config: args, .. }
+        | Command::Produce { config: args, .. }
+        | Command::CreateTopics { config: args, .. } => {
             match args.load() {
                 Ok(config) => Some(config),
                 Err(error) => {
@@ -264,9 +302,11 @@ fn main() -> ExitCode {
             );
             Ok(())
         }
-        (Command::Run(_), Some(_)) => Err(anyhow::anyhow!(
-            "`marginstream run` needs the Kafka source, which is not built yet; use `marginstream replay` meanwhile"
-        )),
+        (Command::Run(_), Some(config)) => serve::run(&config),
+        (Command::Produce { produce, .. }, Some(config)) => serve::produce(&config, produce),
+        (Command::CreateTopics { partitions, .. }, Some(config)) => {
+            serve::create(&config, *partitions)
+        }
         (Command::Generate(args), _) => run_generate(args),
         _ => unreachable!("every command that needs a configuration has one"),
     };

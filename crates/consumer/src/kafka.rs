@@ -1,0 +1,840 @@
+//! The Kafka source of `marginstream run`: a consumer group member whose partitions start
+//! where the application says, and a dead-letter producer that never loses a message.
+//!
+//! # Rebalances
+//!
+//! The application owns per-partition state and knows, for each partition it may be
+//! assigned, the offset to read next: the checkpoint's offset, the position of state it
+//! still holds, or the beginning of the partition when it must rebuild. Kafka's committed
+//! offsets cannot say this (they move only after a checkpoint is durable, and a partition
+//! new to this instance must be read from the start). So assignment is deferred to the
+//! application:
+//!
+//! - On *assign*, [`SourceContext`] records the partitions and returns without assigning.
+//!   librdkafka waits for the assign call (its join state `WAIT_ASSIGN_CALL`). `poll`
+//!   returns right after a rebalance event, the application sees
+//!   [`KafkaSource::take_rebalance`], prepares its state and calls [`KafkaSource::assign`]
+//!   with an explicit offset for every partition.
+//! - On *revoke*, the partitions are unassigned at once, inside the callback (the group
+//!   cannot move on otherwise, and closing the consumer relies on it), and recorded for the
+//!   application, which drops their state.
+//!
+//! Both the eager and the cooperative (`partition.assignment.strategy =
+//! cooperative-sticky`) protocols are handled.
+//!
+//! Backpressure: the application must call `poll` at least every `max.poll.interval.ms`
+//! (librdkafka's default is 300 s) or it is removed from the group. A stalled dead-letter
+//! topic therefore pauses the partitions and keeps polling, never stops polling.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::statistics::Statistics;
+use rdkafka::topic_partition_list::{Offset as KafkaOffset, TopicPartitionList};
+use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
+use rdkafka::Message;
+
+use crate::error::ConsumerError;
+
+/// A partition of the ledger topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Partition(pub i32);
+
+/// An offset in a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Offset(pub i64);
+
+/// Where to start reading an assigned partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartAt {
+    /// The first message still in the partition.
+    Beginning,
+    /// This offset: the next message after the state the application holds.
+    Offset(Offset),
+}
+
+/// A change of assignment, for the application to act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rebalance {
+    /// These partitions are assigned: call [`KafkaSource::assign`] with a start for each.
+    Assign(Vec<Partition>),
+    /// These partitions were taken away (already unassigned): drop their state.
+    Revoke(Vec<Partition>),
+}
+
+/// Settings of the Kafka clients.
+#[derive(Debug, Clone)]
+pub struct KafkaSettings {
+    /// `bootstrap.servers`.
+    pub brokers: String,
+    /// The ledger topic.
+    pub topic: String,
+    /// The consumer group.
+    pub group_id: String,
+    /// The dead-letter topic.
+    pub dlq_topic: String,
+    /// librdkafka properties passed through to both clients (security, tuning). They win
+    /// over the settings above, except the ones the source relies on (see
+    /// [`KafkaSource::new`]).
+    pub properties: BTreeMap<String, String>,
+    /// How often librdkafka reports statistics (partition high watermarks for the lag).
+    pub statistics_interval: Duration,
+}
+
+/// Properties the source sets itself and refuses from `kafka.properties`: changing them
+/// would break the offset handling that makes the effect exactly once.
+pub const RESERVED_PROPERTIES: [&str; 4] = [
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "enable.partition.eof",
+    "group.id",
+];
+
+/// The high watermark of every partition, from librdkafka's statistics.
+#[derive(Debug, Default)]
+struct Watermarks {
+    high: Mutex<HashMap<i32, i64>>,
+}
+
+/// The consumer's context: rebalance notes for the application, statistics, commit results.
+pub struct SourceContext {
+    topic: String,
+    pending: Mutex<Vec<Rebalance>>,
+    has_pending: AtomicBool,
+    watermarks: Watermarks,
+    commit_failures: AtomicI64,
+}
+
+impl ClientContext for SourceContext {
+    fn stats(&self, statistics: Statistics) {
+        if let Some(topic) = statistics.topics.get(&self.topic) {
+            let mut high = self.watermarks.high.lock().expect("no panic holds this lock");
+            for (partition, stats) in &topic.partitions {
+                if *partition >= 0 && stats.hi_offset >= 0 {
+                    high.insert(*partition, stats.hi_offset);
+                }
+            }
+        }
+    }
+
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        log_librdkafka(level, fac, log_message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        // The end of a partition comes as an error event too; it is handled in `poll`.
+        if error.rdkafka_error_code() != Some(RDKafkaErrorCode::PartitionEOF) {
+            tracing::warn!(error = %error, reason, "librdkafka error (it retries on its own)");
+        }
+    }
+}
+
+/// Sends librdkafka's log lines to `tracing`. Warnings about properties that do not apply to
+/// one of the clients (`kafka.properties` goes to both) are debug lines.
+fn log_librdkafka(level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+    if fac == "CONFWARN" {
+        tracing::debug!(facility = fac, "librdkafka: {log_message}");
+        return;
+    }
+    {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
+                tracing::error!(facility = fac, "librdkafka: {log_message}")
+            }
+            RDKafkaLogLevel::Warning => tracing::warn!(facility = fac, "librdkafka: {log_message}"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(facility = fac, "librdkafka: {log_message}")
+            }
+            RDKafkaLogLevel::Debug => tracing::debug!(facility = fac, "librdkafka: {log_message}"),
+        }
+    }
+}
+
+fn partitions_of(tpl: &TopicPartitionList, topic: &str) -> Vec<Partition> {
+    let mut partitions: Vec<Partition> = tpl
+        .elements()
+        .iter()
+        .filter(|e| e.topic() == topic)
+        .map(|e| Partition(e.partition()))
+        .collect();
+    partitions.sort();
+    partitions
+}
+
+impl ConsumerContext for SourceContext {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<SourceContext>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let note = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                // Deferred: the application assigns with explicit offsets.
+                Rebalance::Assign(partitions_of(tpl, &self.topic))
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let result = match consumer.rebalance_protocol() {
+                    RebalanceProtocol::Cooperative => consumer.incremental_unassign(tpl),
+                    _ => consumer.unassign(),
+                };
+                if let Err(error) = result {
+                    tracing::warn!(error = %error, "failed to unassign revoked partitions");
+                }
+                Rebalance::Revoke(partitions_of(tpl, &self.topic))
+            }
+            other => {
+                tracing::warn!(error = ?other, "rebalance error; leaving the assignment as it is");
+                let _ = consumer.unassign();
+                Rebalance::Revoke(partitions_of(tpl, &self.topic))
+            }
+        };
+        self.pending
+            .lock()
+            .expect("no panic holds this lock")
+            .push(note);
+        self.has_pending.store(true, Ordering::Release);
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        if let Err(error) = result {
+            self.commit_failures.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(error = %error, "failed to commit offsets to kafka (the checkpoint holds them)");
+        }
+    }
+}
+
+/// One message of the ledger topic, borrowed from the consumer.
+pub struct SourceMessage<'a> {
+    message: rdkafka::message::BorrowedMessage<'a>,
+}
+
+impl std::fmt::Debug for SourceMessage<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SourceMessage")
+            .field("partition", &self.partition())
+            .field("offset", &self.offset())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SourceMessage<'_> {
+    /// Its partition.
+    pub fn partition(&self) -> Partition {
+        Partition(self.message.partition())
+    }
+
+    /// Its offset.
+    pub fn offset(&self) -> Offset {
+        Offset(self.message.offset())
+    }
+
+    /// Its value; `None` for a tombstone.
+    pub fn payload(&self) -> Option<&[u8]> {
+        self.message.payload()
+    }
+
+    /// Its key.
+    pub fn key(&self) -> Option<&[u8]> {
+        self.message.key()
+    }
+}
+
+/// What one poll gave.
+#[derive(Debug)]
+pub enum Polled<'a> {
+    /// A message.
+    Message(SourceMessage<'a>),
+    /// The end of a partition was reached (a rebuild is complete when this comes).
+    PartitionEof(Partition),
+    /// Nothing within the timeout, or a rebalance (see [`KafkaSource::take_rebalance`]).
+    Nothing,
+    /// A consumer error; librdkafka retries on its own, so this is for logging.
+    Error(KafkaError),
+}
+
+/// The ledger topic's consumer, a member of the consumer group.
+pub struct KafkaSource {
+    consumer: BaseConsumer<SourceContext>,
+    topic: String,
+}
+
+impl std::fmt::Debug for KafkaSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSource")
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
+}
+
+fn client_config(settings: &KafkaSettings) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", &settings.brokers);
+    for (key, value) in &settings.properties {
+        config.set(key, value);
+    }
+    config
+}
+
+impl KafkaSource {
+    /// Creates the consumer and subscribes to the topic. Joining the group happens in
+    /// `poll`. Sets, whatever `kafka.properties` says: `group.id`, no auto commit and no
+    /// auto offset store (offsets are committed only after a durable checkpoint), partition
+    /// EOF events (a rebuild is complete at the end of its partition), and
+    /// `auto.offset.reset = earliest` as the default for an offset that left the log.
+    pub fn new(settings: &KafkaSettings) -> Result<KafkaSource, ConsumerError> {
+        let mut config = client_config(settings);
+        config
+            .set("group.id", &settings.group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "true")
+            .set(
+                "statistics.interval.ms",
+                settings.statistics_interval.as_millis().to_string(),
+            );
+        if !settings.properties.contains_key("auto.offset.reset") {
+            config.set("auto.offset.reset", "earliest");
+        }
+        let context = SourceContext {
+            topic: settings.topic.clone(),
+            pending: Mutex::new(Vec::new()),
+            has_pending: AtomicBool::new(false),
+            watermarks: Watermarks::default(),
+            commit_failures: AtomicI64::new(0),
+        };
+        let consumer: BaseConsumer<SourceContext> = config
+            .create_with_context(context)
+            .map_err(|source| ConsumerError::Kafka {
+                what: "create the consumer".to_owned(),
+                source,
+            })?;
+        consumer
+            .subscribe(&[&settings.topic])
+            .map_err(|source| ConsumerError::Kafka {
+                what: format!("subscribe to {}", settings.topic),
+                source,
+            })?;
+        Ok(KafkaSource {
+            consumer,
+            topic: settings.topic.clone(),
+        })
+    }
+
+    /// Polls for one message or event, waiting at most `timeout`.
+    pub fn poll(&self, timeout: Duration) -> Polled<'_> {
+        match self.consumer.poll(timeout) {
+            None => Polled::Nothing,
+            Some(Ok(message)) => {
+                if message.topic() != self.topic {
+                    return Polled::Nothing;
+                }
+                Polled::Message(SourceMessage { message })
+            }
+            Some(Err(KafkaError::PartitionEOF(partition))) => {
+                Polled::PartitionEof(Partition(partition))
+            }
+            Some(Err(error)) => Polled::Error(error),
+        }
+    }
+
+    /// Returns the rebalances that happened since the last call, in order. Cheap when none.
+    pub fn take_rebalance(&self) -> Vec<Rebalance> {
+        let context = self.consumer.context();
+        if !context.has_pending.swap(false, Ordering::AcqRel) {
+            return Vec::new();
+        }
+        std::mem::take(&mut *context.pending.lock().expect("no panic holds this lock"))
+    }
+
+    /// Assigns partitions (after [`Rebalance::Assign`]), each from its start.
+    pub fn assign(&self, starts: &[(Partition, StartAt)]) -> Result<(), ConsumerError> {
+        let mut tpl = TopicPartitionList::new();
+        for (partition, start) in starts {
+            let offset = match start {
+                StartAt::Beginning => KafkaOffset::Beginning,
+                StartAt::Offset(offset) => KafkaOffset::Offset(offset.0),
+            };
+            tpl.add_partition_offset(&self.topic, partition.0, offset)
+                .map_err(|source| ConsumerError::Kafka {
+                    what: format!("set the start of partition {}", partition.0),
+                    source,
+                })?;
+        }
+        let result = match self.consumer.rebalance_protocol() {
+            RebalanceProtocol::Cooperative => self.consumer.incremental_assign(&tpl),
+            _ => self.consumer.assign(&tpl),
+        };
+        result.map_err(|source| ConsumerError::Kafka {
+            what: "assign partitions".to_owned(),
+            source,
+        })
+    }
+
+    /// Pauses or resumes fetching every assigned partition (polling goes on).
+    pub fn set_paused(&self, paused: bool) -> Result<(), ConsumerError> {
+        let assignment = self
+            .consumer
+            .assignment()
+            .map_err(|source| ConsumerError::Kafka {
+                what: "read the assignment".to_owned(),
+                source,
+            })?;
+        let result = if paused {
+            self.consumer.pause(&assignment)
+        } else {
+            self.consumer.resume(&assignment)
+        };
+        result.map_err(|source| ConsumerError::Kafka {
+            what: if paused { "pause" } else { "resume" }.to_owned(),
+            source,
+        })
+    }
+
+    /// Commits offsets (the next offset to read of each partition) to Kafka, asynchronously.
+    /// Call only once the checkpoint holding them is durable.
+    pub fn commit(&self, offsets: &[(Partition, Offset)]) -> Result<(), ConsumerError> {
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (partition, offset) in offsets {
+            tpl.add_partition_offset(&self.topic, partition.0, KafkaOffset::Offset(offset.0))
+                .map_err(|source| ConsumerError::Kafka {
+                    what: format!("commit partition {}", partition.0),
+                    source,
+                })?;
+        }
+        self.consumer
+            .commit(&tpl, CommitMode::Async)
+            .map_err(|source| ConsumerError::Kafka {
+                what: "commit offsets".to_owned(),
+                source,
+            })
+    }
+
+    /// Returns the latest high watermark librdkafka reported for each partition.
+    pub fn high_watermarks(&self) -> HashMap<i32, i64> {
+        self.consumer
+            .context()
+            .watermarks
+            .high
+            .lock()
+            .expect("no panic holds this lock")
+            .clone()
+    }
+
+    /// Returns the number of failed asynchronous commits.
+    pub fn commit_failures(&self) -> i64 {
+        self.consumer
+            .context()
+            .commit_failures
+            .load(Ordering::Relaxed)
+    }
+
+    /// Leaves the group: unsubscribes and closes the consumer, serving the final revoke.
+    pub fn close(self) {
+        self.consumer.unsubscribe();
+        drop(self.consumer);
+    }
+}
+
+/// One message for the dead-letter topic: the original bytes and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// The original key.
+    pub key: Option<Vec<u8>>,
+    /// The original value, unchanged.
+    pub payload: Vec<u8>,
+    /// The rejection reason code.
+    pub reason: &'static str,
+    /// The error text.
+    pub error: String,
+    /// Source partition.
+    pub partition: Partition,
+    /// Source offset.
+    pub offset: Offset,
+}
+
+/// Header names on every dead-lettered message.
+pub mod headers {
+    /// The rejection reason code.
+    pub const REASON: &str = "marginstream.reason";
+    /// The error text.
+    pub const ERROR: &str = "marginstream.error";
+    /// The source topic.
+    pub const TOPIC: &str = "marginstream.source.topic";
+    /// The source partition, in decimal.
+    pub const PARTITION: &str = "marginstream.source.partition";
+    /// The source offset, in decimal.
+    pub const OFFSET: &str = "marginstream.source.offset";
+}
+
+/// The dead-letter producer's context: in-flight count and failed messages to retry.
+pub struct DeadLetterContext {
+    in_flight: AtomicI64,
+    failed: Mutex<Vec<Box<DeadLetter>>>,
+    delivered: AtomicI64,
+    failures: AtomicI64,
+}
+
+impl ClientContext for DeadLetterContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        log_librdkafka(level, fac, log_message);
+    }
+}
+
+impl ProducerContext for DeadLetterContext {
+    type DeliveryOpaque = Box<DeadLetter>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, letter: Box<DeadLetter>) {
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        match result {
+            Ok(_) => {
+                self.delivered.fetch_add(1, Ordering::Relaxed);
+            }
+            Err((error, _)) => {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    partition = letter.partition.0,
+                    offset = letter.offset.0,
+                    error = %error,
+                    "failed to write to the dead-letter topic; retrying (offsets hold until it is written)"
+                );
+                self.failed
+                    .lock()
+                    .expect("no panic holds this lock")
+                    .push(letter);
+            }
+        }
+    }
+}
+
+/// Writes rejected messages to the dead-letter topic, idempotently and with `acks=all`,
+/// and keeps every message until the broker acknowledges it: a failed delivery is
+/// produced again, never dropped.
+pub struct DeadLetterSink {
+    producer: BaseProducer<DeadLetterContext>,
+    topic: String,
+    source_topic: String,
+}
+
+impl std::fmt::Debug for DeadLetterSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeadLetterSink")
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DeadLetterSink {
+    /// Creates the producer. `message.timeout.ms` defaults to 30 s here (librdkafka: 300 s),
+    /// so that a failing topic is noticed and retried by the sink while the consumer waits.
+    pub fn new(settings: &KafkaSettings) -> Result<DeadLetterSink, ConsumerError> {
+        let mut config = client_config(settings);
+        for property in ["group.id", "auto.offset.reset", "enable.auto.commit"] {
+            config.remove(property);
+        }
+        config
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5");
+        if !settings.properties.contains_key("message.timeout.ms") {
+            config.set("message.timeout.ms", "30000");
+        }
+        let context = DeadLetterContext {
+            in_flight: AtomicI64::new(0),
+            failed: Mutex::new(Vec::new()),
+            delivered: AtomicI64::new(0),
+            failures: AtomicI64::new(0),
+        };
+        let producer: BaseProducer<DeadLetterContext> = config
+            .create_with_context(context)
+            .map_err(|source| ConsumerError::Kafka {
+                what: "create the dead-letter producer".to_owned(),
+                source,
+            })?;
+        Ok(DeadLetterSink {
+            producer,
+            topic: settings.dlq_topic.clone(),
+            source_topic: settings.topic.clone(),
+        })
+    }
+
+    /// Queues one message. It is kept (and retried) until delivered.
+    pub fn send(&self, letter: DeadLetter) {
+        self.send_boxed(Box::new(letter));
+    }
+
+    fn send_boxed(&self, letter: Box<DeadLetter>) {
+        let partition = letter.partition.0.to_string();
+        let offset = letter.offset.0.to_string();
+        let headers = OwnedHeaders::new_with_capacity(5)
+            .insert(Header {
+                key: headers::REASON,
+                value: Some(letter.reason),
+            })
+            .insert(Header {
+                key: headers::ERROR,
+                value: Some(letter.error.as_str()),
+            })
+            .insert(Header {
+                key: headers::TOPIC,
+                value: Some(self.source_topic.as_str()),
+            })
+            .insert(Header {
+                key: headers::PARTITION,
+                value: Some(partition.as_str()),
+            })
+            .insert(Header {
+                key: headers::OFFSET,
+                value: Some(offset.as_str()),
+            });
+        // The record borrows from the letter, which travels as the delivery opaque: copy the
+        // bytes out first (librdkafka copies them again; a rejected message is rare).
+        let payload = letter.payload.clone();
+        let key = letter.key.clone();
+        let context = self.producer.context();
+        context.in_flight.fetch_add(1, Ordering::AcqRel);
+        let mut record = BaseRecord::with_opaque_to(&self.topic, letter)
+            .payload(&payload)
+            .headers(headers);
+        if let Some(key) = &key {
+            record = record.key(key);
+        }
+        if let Err((error, record)) = self.producer.send(record) {
+            // Queue full or a local error: keep it for the next retry round.
+            context.in_flight.fetch_sub(1, Ordering::AcqRel);
+            context.failures.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(error = %error, "failed to queue a dead letter; retrying");
+            context
+                .failed
+                .lock()
+                .expect("no panic holds this lock")
+                .push(record.delivery_opaque);
+        }
+    }
+
+    /// Serves delivery reports and produces failed messages again.
+    pub fn poll(&self) {
+        self.producer.poll(Duration::ZERO);
+        let failed =
+            std::mem::take(&mut *self.producer.context().failed.lock().expect("no panic holds this lock"));
+        for letter in failed {
+            self.send_boxed(letter);
+        }
+    }
+
+    /// Returns the messages not yet acknowledged (in flight or waiting for a retry).
+    pub fn pending(&self) -> i64 {
+        let context = self.producer.context();
+        context.in_flight.load(Ordering::Acquire)
+            + context.failed.lock().expect("no panic holds this lock").len() as i64
+    }
+
+    /// Waits up to `timeout` for every message to be acknowledged; returns `true` if none is
+    /// pending.
+    pub fn flush(&self, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            self.poll();
+            if self.pending() == 0 {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            let _ = self.producer.flush(left.min(Duration::from_millis(100)));
+        }
+    }
+
+    /// Returns (delivered, failed attempts) since start.
+    pub fn stats(&self) -> (i64, i64) {
+        let context = self.producer.context();
+        (
+            context.delivered.load(Ordering::Relaxed),
+            context.failures.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Creates topics that do not exist yet (an existing topic is left as it is). For the demo,
+/// the tests and `marginstream topics`: a production cluster's topics are made by its
+/// operators.
+pub async fn create_topics(
+    settings: &KafkaSettings,
+    topics: &[(&str, i32)],
+) -> Result<(), ConsumerError> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    let mut config = client_config(settings);
+    for property in ["group.id", "auto.offset.reset", "enable.auto.commit"] {
+        config.remove(property);
+    }
+    let admin: AdminClient<DefaultClientContext> =
+        config.create().map_err(|source| ConsumerError::Kafka {
+            what: "create the admin client".to_owned(),
+            source,
+        })?;
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|(name, partitions)| NewTopic::new(name, *partitions, TopicReplication::Fixed(1)))
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = admin
+        .create_topics(new.iter(), &options)
+        .await
+        .map_err(|source| ConsumerError::Kafka {
+            what: "create topics".to_owned(),
+            source,
+        })?;
+    for result in results {
+        match result {
+            Ok(_) => {}
+            Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => {
+                return Err(ConsumerError::Kafka {
+                    what: format!("create topic {name}"),
+                    source: KafkaError::AdminOp(code),
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Produces ledger lines to the topic, keyed by `customer_id` (else `event_id`) as the
+/// contract advises, so that a customer's events, and every repeat of an event, land on
+/// one partition. For `marginstream produce`: the demo, the tests and the benchmarks.
+pub struct LedgerProducer {
+    producer: rdkafka::producer::ThreadedProducer<CountingContext>,
+    topic: String,
+}
+
+/// Counts failed deliveries of the [`LedgerProducer`].
+#[derive(Debug, Default)]
+pub struct CountingContext {
+    failed: AtomicI64,
+}
+
+impl ClientContext for CountingContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        log_librdkafka(level, fac, log_message);
+    }
+}
+
+impl ProducerContext for CountingContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((error, _)) = result {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(error = %error, "a ledger line was not delivered");
+        }
+    }
+}
+
+impl std::fmt::Debug for LedgerProducer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LedgerProducer")
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Returns the key of a ledger line: its `customer_id`, else its `event_id`, else nothing
+/// (a line that is not an event goes to some partition, to be rejected there).
+pub fn ledger_key(line: &[u8]) -> Option<Vec<u8>> {
+    #[derive(serde::Deserialize)]
+    struct Keys<'a> {
+        #[serde(borrow, default)]
+        customer_id: Option<std::borrow::Cow<'a, str>>,
+        #[serde(borrow, default)]
+        event_id: Option<std::borrow::Cow<'a, str>>,
+    }
+    let keys: Keys<'_> = serde_json::from_slice(line).ok()?;
+    keys.customer_id
+        .or(keys.event_id)
+        .map(|k| k.as_bytes().to_vec())
+}
+
+impl LedgerProducer {
+    /// Creates an idempotent producer (`acks=all`).
+    pub fn new(settings: &KafkaSettings) -> Result<LedgerProducer, ConsumerError> {
+        let mut config = client_config(settings);
+        for property in ["group.id", "auto.offset.reset", "enable.auto.commit"] {
+            config.remove(property);
+        }
+        config
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "20")
+            .set("batch.num.messages", "10000")
+            .set("queue.buffering.max.messages", "1000000");
+        let producer = config
+            .create_with_context(CountingContext::default())
+            .map_err(|source| ConsumerError::Kafka {
+            what: "create the producer".to_owned(),
+            source,
+        })?;
+        Ok(LedgerProducer {
+            producer,
+            topic: settings.topic.clone(),
+        })
+    }
+
+    /// Queues one line, waiting while the local queue is full.
+    pub fn send(&self, line: &[u8]) -> Result<(), ConsumerError> {
+        let key = ledger_key(line);
+        let mut record: rdkafka::producer::BaseRecord<'_, [u8], [u8]> =
+            rdkafka::producer::BaseRecord::to(&self.topic).payload(line);
+        if let Some(key) = &key {
+            record = record.key(key.as_slice());
+        }
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err((source, _)) => {
+                    return Err(ConsumerError::Kafka {
+                        what: format!("produce to {}", self.topic),
+                        source,
+                    })
+                }
+            }
+        }
+    }
+
+    /// Waits for every queued line to be acknowledged; fails if any was not delivered.
+    pub fn flush(&self, timeout: Duration) -> Result<(), ConsumerError> {
+        self.producer
+            .flush(timeout)
+            .map_err(|source| ConsumerError::Kafka {
+                what: format!("flush the producer of {}", self.topic),
+                source,
+            })?;
+        let failed = self.producer.context().failed.load(Ordering::Relaxed);
+        if failed > 0 {
+            return Err(ConsumerError::Kafka {
+                what: format!("deliver {failed} lines to {}", self.topic),
+                source: KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut),
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,348 @@
+//! The checkpoint of `marginstream run`: every owned partition's engine state (windows,
+//! dedup index, counters, watermark) and the next offset to read, in one file.
+//!
+//! Written atomically: to `checkpoint.bin.tmp`, fsync, rename over `checkpoint.bin`, fsync
+//! the directory. A crash at any moment leaves either the old or the new file, whole. The
+//! offsets in it are committed to Kafka only after the rename is durable.
+//!
+//! Layout (little-endian):
+//!
+//! ```text
+//! magic "MSCKPT" 0x00 0x01 | u32 format version | topic (u32 length, bytes)
+//! | group id (u32 length, bytes) | u64 written at (Unix ms) | u32 partitions
+//! | per partition: i32 partition, i64 next offset, u8 rebuilt, u64 length, engine bytes
+//! | u64 XXH3-64 of everything before it
+//! ```
+//!
+//! A file whose checksum, magic, version, topic, group or engine configuration does not
+//! match is refused whole, with the reason: never half-loaded.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use marginstream_aggregator::{Engine, EngineConfig};
+use marginstream_consumer::{Offset, Partition};
+
+const MAGIC: &[u8; 8] = b"MSCKPT\x00\x01";
+const VERSION: u32 = 1;
+/// The checkpoint's file name in `state.dir`.
+pub const FILE_NAME: &str = "checkpoint.bin";
+/// The lock file that keeps a second instance out of the same directory.
+pub const LOCK_NAME: &str = "LOCK";
+
+/// One partition's state as checkpointed.
+#[derive(Debug)]
+pub struct PartitionCheckpoint {
+    /// The partition.
+    pub partition: Partition,
+    /// The next offset to read: every message before it is in `engine`.
+    pub next: Offset,
+    /// Whether the partition had been read to its end once (its gauges were shown).
+    pub rebuilt: bool,
+    /// Its state.
+    pub engine: Engine,
+}
+
+/// A restored checkpoint.
+#[derive(Debug)]
+pub struct Restored {
+    /// The partitions.
+    pub partitions: Vec<PartitionCheckpoint>,
+    /// When it was written.
+    pub written_at: SystemTime,
+    /// Its size in bytes.
+    pub bytes: u64,
+}
+
+/// Encodes a checkpoint of `partitions` (partition, next offset, rebuilt, engine).
+pub fn encode<'a>(
+    topic: &str,
+    group_id: &str,
+    partitions: impl Iterator<Item = (Partition, Offset, bool, &'a Engine)>,
+    out: &mut Vec<u8>,
+) {
+    out.clear();
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&VERSION.to_le_bytes());
+    for text in [topic, group_id] {
+        out.extend_from_slice(&(text.len() as u32).to_le_bytes());
+        out.extend_from_slice(text.as_bytes());
+    }
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_millis() as u64;
+    out.extend_from_slice(&now_ms.to_le_bytes());
+    let count_at = out.len();
+    out.extend_from_slice(&0u32.to_le_bytes());
+    let mut count = 0u32;
+    for (partition, next, rebuilt, engine) in partitions {
+        out.extend_from_slice(&partition.0.to_le_bytes());
+        out.extend_from_slice(&next.0.to_le_bytes());
+        out.push(u8::from(rebuilt));
+        let length_at = out.len();
+        out.extend_from_slice(&0u64.to_le_bytes());
+        let start = out.len();
+        engine.encode(out);
+        let length = (out.len() - start) as u64;
+        out[length_at..length_at + 8].copy_from_slice(&length.to_le_bytes());
+        count += 1;
+    }
+    out[count_at..count_at + 4].copy_from_slice(&count.to_le_bytes());
+    let checksum = xxhash_rust::xxh3::xxh3_64(out);
+    out.extend_from_slice(&checksum.to_le_bytes());
+}
+
+/// A reader over the checkpoint bytes that fails, never panics, on short input.
+struct Cursor<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> anyhow::Result<&'a [u8]> {
+        if self.bytes.len() < n {
+            bail!("truncated");
+        }
+        let (head, rest) = self.bytes.split_at(n);
+        self.bytes = rest;
+        Ok(head)
+    }
+
+    fn u32(&mut self) -> anyhow::Result<u32> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into()?))
+    }
+
+    fn u64(&mut self) -> anyhow::Result<u64> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into()?))
+    }
+
+    fn text(&mut self) -> anyhow::Result<&'a str> {
+        let length = self.u32()? as usize;
+        Ok(std::str::from_utf8(self.take(length)?)?)
+    }
+}
+
+/// Decodes a checkpoint, refusing it whole on any mismatch.
+pub fn decode(
+    bytes: &[u8],
+    topic: &str,
+    group_id: &str,
+    config: &EngineConfig,
+) -> anyhow::Result<Restored> {
+    if bytes.len() < MAGIC.len() + 8 || &bytes[..MAGIC.len()] != MAGIC {
+        bail!("not a marginstream checkpoint (wrong magic number)");
+    }
+    let (body, checksum) = bytes.split_at(bytes.len() - 8);
+    let expected = u64::from_le_bytes(checksum.try_into().expect("eight bytes"));
+    if xxhash_rust::xxh3::xxh3_64(body) != expected {
+        bail!("corrupt: the checksum does not match its contents");
+    }
+    let mut cursor = Cursor {
+        bytes: &body[MAGIC.len()..],
+    };
+    let version = cursor.u32()?;
+    if version != VERSION {
+        bail!("format version {version}, this build reads version {VERSION}");
+    }
+    let file_topic = cursor.text()?;
+    let file_group = cursor.text()?;
+    if file_topic != topic || file_group != group_id {
+        bail!(
+            "written for topic {file_topic:?} and group {file_group:?}, but this instance reads topic {topic:?} in group {group_id:?}"
+        );
+    }
+    let written_at = UNIX_EPOCH + Duration::from_millis(cursor.u64()?);
+    let count = cursor.u32()?;
+    let mut partitions = Vec::new();
+    for _ in 0..count {
+        let partition = Partition(i32::from_le_bytes(cursor.take(4)?.try_into()?));
+        let next = Offset(i64::from_le_bytes(cursor.take(8)?.try_into()?));
+        let rebuilt = cursor.take(1)?[0] != 0;
+        let length = usize::try_from(cursor.u64()?)?;
+        let engine_bytes = cursor.take(length)?;
+        if partitions
+            .iter()
+            .any(|p: &PartitionCheckpoint| p.partition == partition)
+        {
+            bail!("partition {} is listed twice", partition.0);
+        }
+        let engine = Engine::decode(config, engine_bytes)
+            .with_context(|| format!("partition {}", partition.0))?;
+        partitions.push(PartitionCheckpoint {
+            partition,
+            next,
+            rebuilt,
+            engine,
+        });
+    }
+    if !cursor.bytes.is_empty() {
+        bail!("{} unexpected bytes after the last partition", cursor.bytes.len());
+    }
+    Ok(Restored {
+        partitions,
+        written_at,
+        bytes: bytes.len() as u64,
+    })
+}
+
+/// The state directory: its lock and its checkpoint file.
+#[derive(Debug)]
+pub struct StateDir {
+    dir: PathBuf,
+    /// Held for the process's life: a second instance on the same directory is refused.
+    _lock: File,
+}
+
+impl StateDir {
+    /// Creates the directory if needed and locks it.
+    pub fn open(dir: &Path) -> anyhow::Result<StateDir> {
+        fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create state.dir {}", dir.display()))?;
+        let lock_path = dir.join(LOCK_NAME);
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .with_context(|| format!("cannot open {}", lock_path.display()))?;
+        if lock.try_lock().is_err() {
+            bail!(
+                "state.dir {} is in use by another marginstream process (one instance per directory)",
+                dir.display()
+            );
+        }
+        Ok(StateDir {
+            dir: dir.to_owned(),
+            _lock: lock,
+        })
+    }
+
+    /// Returns the checkpoint file's path.
+    pub fn checkpoint_path(&self) -> PathBuf {
+        self.dir.join(FILE_NAME)
+    }
+
+    /// Reads and decodes the checkpoint, if there is one.
+    pub fn restore(
+        &self,
+        topic: &str,
+        group_id: &str,
+        config: &EngineConfig,
+    ) -> anyhow::Result<Option<Restored>> {
+        let path = self.checkpoint_path();
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => {
+                return Err(error).with_context(|| format!("cannot read {}", path.display()))
+            }
+        };
+        decode(&bytes, topic, group_id, config)
+            .map(Some)
+            .with_context(|| {
+                format!(
+                    "refusing the checkpoint {}; move it away to rebuild the state from the topic",
+                    path.display()
+                )
+            })
+    }
+
+    /// Writes `bytes` as the checkpoint, atomically and durably; returns how long it took.
+    pub fn write(&self, bytes: &[u8]) -> anyhow::Result<Duration> {
+        let started = Instant::now();
+        let path = self.checkpoint_path();
+        let temporary = self.dir.join(format!("{FILE_NAME}.tmp"));
+        let mut file = File::create(&temporary)
+            .with_context(|| format!("cannot create {}", temporary.display()))?;
+        file.write_all(bytes)
+            .and_then(|()| file.sync_all())
+            .with_context(|| format!("cannot write {}", temporary.display()))?;
+        drop(file);
+        fs::rename(&temporary, &path)
+            .with_context(|| format!("cannot rename {} over {}", temporary.display(), path.display()))?;
+        File::open(&self.dir)
+            .and_then(|dir| dir.sync_all())
+            .with_context(|| format!("cannot sync the directory {}", self.dir.display()))?;
+        Ok(started.elapsed())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> EngineConfig {
+        EngineConfig::default()
+    }
+
+    fn sample() -> Vec<u8> {
+        let engine = Engine::new(&config()).expect("the default configuration is valid");
+        let mut out = Vec::new();
+        encode(
+            "cel.events",
+            "marginstream",
+            [(Partition(3), Offset(42), true, &engine)].into_iter(),
+            &mut out,
+        );
+        out
+    }
+
+    #[test]
+    fn round_trip() {
+        let restored = decode(&sample(), "cel.events", "marginstream", &config())
+            .expect("a fresh checkpoint decodes");
+        assert_eq!(restored.partitions.len(), 1);
+        assert_eq!(restored.partitions[0].partition, Partition(3));
+        assert_eq!(restored.partitions[0].next, Offset(42));
+        assert!(restored.partitions[0].rebuilt);
+    }
+
+    #[test]
+    fn every_corruption_and_truncation_is_refused() {
+        let bytes = sample();
+        for cut in 0..bytes.len() {
+            assert!(decode(&bytes[..cut], "cel.events", "marginstream", &config()).is_err());
+        }
+        for at in 0..bytes.len() {
+            let mut corrupt = bytes.clone();
+            corrupt[at] ^= 0x40;
+            assert!(
+                decode(&corrupt, "cel.events", "marginstream", &config()).is_err(),
+                "a flipped byte at {at} must be refused"
+            );
+        }
+    }
+
+    #[test]
+    fn foreign_checkpoints_are_refused_with_the_reason() {
+        let error = decode(&sample(), "other.topic", "marginstream", &config())
+            .expect_err("another topic's checkpoint is refused");
+        assert!(format!("{error:#}").contains("other.topic"), "{error:#}");
+        let other = EngineConfig {
+            lifetime: false,
+            ..config()
+        };
+        assert!(decode(&sample(), "cel.events", "marginstream", &other).is_err());
+    }
+
+    #[test]
+    fn atomic_write_and_lock() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let state = StateDir::open(dir.path()).expect("the directory opens");
+        assert!(state
+            .restore("cel.events", "marginstream", &config())
+            .expect("no checkpoint is not an error")
+            .is_none());
+        state.write(&sample()).expect("the checkpoint is written");
+        assert!(!dir.path().join(format!("{FILE_NAME}.tmp")).exists());
+        let restored = state
+            .restore("cel.events", "marginstream", &config())
+            .expect("it restores")
+            .expect("it exists");
+        assert_eq!(restored.partitions.len(), 1);
+        assert!(StateDir::open(dir.path()).is_err(), "a second instance is refused");
+    }
+}
