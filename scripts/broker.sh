@@ -98,12 +98,21 @@ install() {
     exec {lock}>&-
 }
 
+# Whether process $1 runs: a zombie does not (it can wait a while to be reaped here).
+alive() {
+    kill -0 "$1" 2>/dev/null || return 1
+    local stat
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
+    stat=${stat##*) }
+    [[ ${stat%% *} != Z ]]
+}
+
 # The pid of the broker that the pid file of port $1 names, if it still runs.
 running_pid() {
     local pidfile=$CACHE/tansu-$1.pid pid
     [[ -f $pidfile ]] || return 1
     pid=$(<"$pidfile")
-    if [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null &&
+    if [[ $pid =~ ^[0-9]+$ ]] && alive "$pid" &&
         [[ $(cat "/proc/$pid/comm" 2>/dev/null || echo tansu) == tansu* ]]; then
         echo "$pid"
         return 0
@@ -140,7 +149,7 @@ cmd_start() {
     echo "$pid" >"$CACHE/tansu-$port.pid"
     local deadline=$((SECONDS + START_TIMEOUT_S))
     until port_open "$port"; do
-        if ! kill -0 "$pid" 2>/dev/null; then
+        if ! alive "$pid"; then
             rm -f "$CACHE/tansu-$port.pid"
             echo "broker.sh: tansu exited before listening on 127.0.0.1:$port; $log ends:" >&2
             tail -n 20 "$log" >&2
@@ -165,14 +174,20 @@ cmd_stop() {
         echo "no tansu of ours runs on 127.0.0.1:$port"
         return 0
     fi
+    # Tansu exits at once on SIGTERM when idle, but waits 5 s while a client's JoinGroup
+    # is pending; the storage is memory, so nothing is lost by not waiting that long.
     kill "$pid" 2>/dev/null || true
     local i
-    for ((i = 0; i < 100; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
+    for ((i = 0; i < 40; i++)); do
+        alive "$pid" || break
         sleep 0.05
     done
-    if kill -0 "$pid" 2>/dev/null; then
+    if alive "$pid"; then
         kill -9 "$pid" 2>/dev/null || true
+        for ((i = 0; i < 100; i++)); do
+            alive "$pid" || break
+            sleep 0.05
+        done
     fi
     rm -f "$CACHE/tansu-$port.pid"
     echo "stopped tansu on 127.0.0.1:$port (pid $pid)"

@@ -4,3 +4,4 @@
 mod cli;
 mod config_files;
 mod golden;
+mod live;

@@ -102,7 +102,13 @@ fn series_len(series: &Series) -> usize {
 /// Returns the smallest encoded size of a series of `labels` labels and `windows` finite
 /// windows: the one without entries.
 fn series_len_min(labels: usize, windows: usize) -> usize {
-    1 + DECIMAL_BYTES * SLOTS * labels + COUNT_BYTES + COUNT_BYTES + 4 * windows + 4 + DECIMAL_BYTES + 1
+    1 + DECIMAL_BYTES * SLOTS * labels
+        + COUNT_BYTES
+        + COUNT_BYTES
+        + 4 * windows
+        + 4
+        + DECIMAL_BYTES
+        + 1
 }
 
 fn put_series(out: &mut Vec<u8>, series: &Series) {
@@ -277,9 +283,11 @@ impl<'a> Reader<'a> {
         let at = self.at();
         let bytes: [u8; DECIMAL_BYTES] = self.array(what)?;
         // Flags, little-endian: bits 0-15 unused, 16-23 the scale, 24-30 unused, 31 the sign.
-        if bytes[0] != 0 || bytes[1] != 0 || u32::from(bytes[2]) > DIGITS || bytes[3] & 0x7f != 0
-        {
-            return Err(Broken::corrupt(at, format!("{what} is not a valid decimal")));
+        if bytes[0] != 0 || bytes[1] != 0 || u32::from(bytes[2]) > DIGITS || bytes[3] & 0x7f != 0 {
+            return Err(Broken::corrupt(
+                at,
+                format!("{what} is not a valid decimal"),
+            ));
         }
         Ok(Decimal::deserialize(bytes))
     }
@@ -417,11 +425,13 @@ impl<'a> Fingerprint<'a> {
                 clock_name(engine.clock)
             ));
         }
-        let horizon = self
-            .dedup_horizon_buckets
-            .checked_mul(self.bucket_seconds);
+        let horizon = self.dedup_horizon_buckets.checked_mul(self.bucket_seconds);
         let config_horizon = engine.dedup_horizon_buckets * engine.bucket_seconds;
-        if horizon != Some(config_horizon) {
+        // Unset, the horizon follows the longest window and the bucket: a difference there
+        // already explains it.
+        if horizon != Some(config_horizon)
+            && (config.dedup_horizon.is_some() || differences.is_empty())
+        {
             differences.push(format!(
                 "dedup horizon {} but the config has {}",
                 duration_text(horizon),
@@ -452,6 +462,17 @@ impl<'a> Fingerprint<'a> {
     }
 }
 
+/// Which series is read, for where its windows' edges are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    /// The portfolio slides with the watermark, at every change of bucket but the first, so
+    /// its edges are at the watermark's bucket.
+    Portfolio,
+    /// A customer slides lazily (in bulk, or before an event outside one of its windows), so
+    /// its edges are at the bucket it was last slid to.
+    Customer,
+}
+
 /// Reads one series of `labels` labels with finite windows of `windows` buckets, and checks
 /// the invariants [`Series`] relies on, as of watermark bucket `current`.
 fn read_series(
@@ -459,6 +480,7 @@ fn read_series(
     labels: usize,
     windows: &[i64],
     current: i32,
+    owner: Owner,
 ) -> Result<Series, Broken> {
     let at = reader.at();
     let stored_labels = reader.u8("labels")?;
@@ -548,17 +570,24 @@ fn read_series(
     if !sums.iter().all(within_budget) || !entries.iter().all(|e| within_budget(&e.amount)) {
         return Err(Broken::corrupt(
             at,
-            format!("a sum or an entry exceeds the magnitude {magnitude} or {scale_max} decimal places"),
+            format!(
+                "a sum or an entry exceeds the magnitude {magnitude} or {scale_max} decimal places"
+            ),
         ));
     }
-    // Each cursor sits at its window's edge as of `slid_to`: the entries before it have left
-    // the window and were subtracted, the others are in it. The longest window's edge is
-    // where entries are dropped, so nothing is before it.
+    // Each cursor sits at its window's edge: the entries before it have left the window (or
+    // were never in it), the others are in it. The longest window's edge is where entries
+    // are dropped, so nothing is before it. With this, every entry is subtracted from a
+    // window at most once, and only if it was added to it.
     if windows.is_empty() && !entries.is_empty() {
         return Err(Broken::corrupt(at, "entries without a finite window"));
     }
+    let slid = match owner {
+        Owner::Portfolio => current,
+        Owner::Customer => slid_to,
+    };
     for (window, (length, cursor)) in windows.iter().zip(&cursors).enumerate() {
-        let edge = i64::from(slid_to) - length;
+        let edge = i64::from(slid) - length;
         let expected = entries.partition_point(|e| i64::from(e.bucket) <= edge);
         if *cursor as usize != expected {
             return Err(Broken::corrupt(
@@ -568,7 +597,7 @@ fn read_series(
         }
     }
     if let Some(longest) = windows.iter().max() {
-        let edge = i64::from(slid_to) - longest;
+        let edge = i64::from(slid) - longest;
         if entries.front().is_some_and(|e| i64::from(e.bucket) <= edge) {
             return Err(Broken::corrupt(
                 at,
@@ -791,8 +820,14 @@ impl Engine {
             *count = reader.u64("counter")?;
         }
         let counts = self.counters.events.iter().flatten();
-        if counts.chain(&self.counters.rejected).any(|c| *c > COUNT_MAX) {
-            return Err(Broken::corrupt(at, format!("a counter is above {COUNT_MAX}")));
+        if counts
+            .chain(&self.counters.rejected)
+            .any(|c| *c > COUNT_MAX)
+        {
+            return Err(Broken::corrupt(
+                at,
+                format!("a counter is above {COUNT_MAX}"),
+            ));
         }
 
         let at = reader.at();
@@ -831,8 +866,14 @@ impl Engine {
         }
 
         let labels = self.labels.len();
-        self.portfolio = read_series(reader, labels, &self.window_buckets, current)
-            .map_err(|broken| broken.within("portfolio"))?;
+        self.portfolio = read_series(
+            reader,
+            labels,
+            &self.window_buckets,
+            current,
+            Owner::Portfolio,
+        )
+        .map_err(|broken| broken.within("portfolio"))?;
 
         let customer_bytes_min = COUNT_BYTES + series_len_min(labels, self.window_buckets.len());
         let count = reader.count(customer_bytes_min, "customers")?;
@@ -851,8 +892,14 @@ impl Engine {
             let id = reader
                 .str("id")
                 .map_err(|broken| broken.within(&format!("customer {number}")))?;
-            let series = read_series(reader, labels, &self.window_buckets, current)
-                .map_err(|broken| broken.within(&format!("customer {number} ({id:?})")))?;
+            let series = read_series(
+                reader,
+                labels,
+                &self.window_buckets,
+                current,
+                Owner::Customer,
+            )
+            .map_err(|broken| broken.within(&format!("customer {number} ({id:?})")))?;
             let hash = self.hasher.hash_one(id);
             if self.find(id, hash).is_some() {
                 return Err(Broken::corrupt(
@@ -882,7 +929,10 @@ impl Engine {
         if !reader.rest.is_empty() {
             return Err(Broken::corrupt(
                 reader.at(),
-                format!("{} trailing bytes after the last customer", reader.rest.len()),
+                format!(
+                    "{} trailing bytes after the last customer",
+                    reader.rest.len()
+                ),
             ));
         }
         Ok(())
@@ -902,7 +952,6 @@ fn hash_slot(
         .map_or("", |customer| &customer.id);
     hasher.hash_one(id)
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -985,7 +1034,13 @@ mod tests {
     }
 
     impl Action {
-        fn json(id: u32, customer: Option<usize>, offset: i64, amount: Decimal, line: Line) -> String {
+        fn json(
+            id: u32,
+            customer: Option<usize>,
+            offset: i64,
+            amount: Decimal,
+            line: Line,
+        ) -> String {
             let (event_type, tag) = match line {
                 Line::Revenue => ("Revenue_Event", String::new()),
                 Line::Cost(function) => (
@@ -1020,7 +1075,11 @@ mod tests {
             }
         }
 
-        fn run(&mut self, engine: &mut Engine, actions: &[Action]) -> Vec<Result<Outcome, RejectReason>> {
+        fn run(
+            &mut self,
+            engine: &mut Engine,
+            actions: &[Action],
+        ) -> Vec<Result<Outcome, RejectReason>> {
             let mut outcomes = Vec::new();
             for action in actions {
                 match action {
@@ -1238,7 +1297,9 @@ mod tests {
         assert_eq!(driver.run(&mut original, &more), expected);
         assert_eq!(driver.run(&mut restored, &more), expected);
         assert_eq!(
-            restored.counters().events(EventType::Revenue, Outcome::Duplicate),
+            restored
+                .counters()
+                .events(EventType::Revenue, Outcome::Duplicate),
             1
         );
         assert_same_state(&original, &restored);
@@ -1373,7 +1434,10 @@ mod tests {
         let mut trailing = bytes.clone();
         trailing.push(0);
         let message = snapshot_message(Engine::decode(&config, &trailing));
-        assert!(message.ends_with("1 trailing bytes after the last customer"), "{message}");
+        assert!(
+            message.ends_with("1 trailing bytes after the last customer"),
+            "{message}"
+        );
 
         // "acme" and "initech" have ids of different lengths; rename "initech" to "acme" by
         // rewriting its length and bytes, padding nothing: build a twin checkpoint instead.
@@ -1407,7 +1471,10 @@ mod tests {
         twins[at - 8] = 4;
         twins.splice(at..at + 5, *b"acme");
         let message = snapshot_message(Engine::decode(&config, &twins));
-        assert!(message.ends_with("customer \"acme\" is listed twice"), "{message}");
+        assert!(
+            message.ends_with("customer \"acme\" is listed twice"),
+            "{message}"
+        );
 
         // The dedup index count, in a checkpoint of an engine without events: right before
         // the portfolio and the customer count.

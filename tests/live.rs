@@ -1,0 +1,637 @@
+//! `marginstream run` end to end on a real Kafka-protocol broker: Tansu, started by
+//! `scripts/broker.sh` on a free port for each test (or the broker of `KAFKA_BROKERS`, with
+//! topics unique to the test). Each test compares `/metrics` with `replay` of the same
+//! ledger, computed by the same binary from the JSONL file.
+//!
+//! A test that cannot start its broker fails, saying why; none is skipped.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use marginstream_tests::{binary, root};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rust_decimal::Decimal;
+
+/// Families of the process's own metrics, left out of comparisons with replay.
+const SELF_PREFIXES: [&str; 13] = [
+    "marginstream_consumer_",
+    "marginstream_consumed_",
+    "marginstream_rebalances",
+    "marginstream_partitions_",
+    "marginstream_ready",
+    "marginstream_checkpoint",
+    "marginstream_restore",
+    "marginstream_restored",
+    "marginstream_dlq_",
+    "marginstream_kafka_",
+    "marginstream_apply_latency",
+    "marginstream_events_total",
+    "marginstream_watermark",
+];
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free local port")
+}
+
+/// A broker for one test: a Tansu process of its own, or `KAFKA_BROKERS`.
+struct Broker {
+    brokers: String,
+    port: Option<u16>,
+    prefix: String,
+}
+
+impl Broker {
+    fn start(test: &str) -> Broker {
+        let unique = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let prefix = format!("{test}-{}-{unique}", std::process::id());
+        if let Ok(brokers) = std::env::var("KAFKA_BROKERS") {
+            return Broker {
+                brokers,
+                port: None,
+                prefix,
+            };
+        }
+        let port = free_port();
+        let output = Command::new(root().join("scripts/broker.sh"))
+            .args(["start", &port.to_string()])
+            .output()
+            .expect("scripts/broker.sh runs");
+        assert!(
+            output.status.success(),
+            "could not start the Tansu broker for {test} (scripts/broker.sh start {port}):\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Broker {
+            brokers: format!("127.0.0.1:{port}"),
+            port: Some(port),
+            prefix,
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(port) = self.port {
+            let _ = Command::new(root().join("scripts/broker.sh"))
+                .args(["stop", &port.to_string()])
+                .output();
+        }
+    }
+}
+
+/// One test's files and settings.
+struct Setup {
+    dir: tempfile::TempDir,
+    broker: Broker,
+    topic: String,
+    dlq: String,
+}
+
+impl Setup {
+    fn new(test: &str, partitions: u32) -> Setup {
+        let broker = Broker::start(test);
+        let setup = Setup {
+            dir: tempfile::tempdir().expect("a temporary directory"),
+            topic: format!("{}.events", broker.prefix),
+            dlq: format!("{}.dlq", broker.prefix),
+            broker,
+        };
+        let config = setup.config("create", "127.0.0.1:0");
+        let output = Command::new(binary())
+            .args(["create-topics", "--config"])
+            .arg(&config)
+            .args(["--partitions", &partitions.to_string()])
+            .output()
+            .expect("the binary runs");
+        assert!(
+            output.status.success(),
+            "create-topics failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        setup
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Writes a configuration for an instance named `name` and returns its path.
+    fn config(&self, name: &str, listen: &str) -> PathBuf {
+        let path = self.path(&format!("{name}.toml"));
+        let text = format!(
+            r#"[kafka]
+brokers = "{brokers}"
+topic = "{topic}"
+dlq_topic = "{dlq}"
+group_id = "{topic}.group"
+
+[kafka.properties]
+# This broker assigns partitions session.timeout.ms / 2 after a join.
+"session.timeout.ms" = "6000"
+"heartbeat.interval.ms" = "500"
+
+[metrics]
+listen = "{listen}"
+
+[ledger]
+clock = "event"
+
+[state]
+dir = "{state}"
+checkpoint_interval = "1s"
+"#,
+            brokers = self.broker.brokers,
+            topic = self.topic,
+            dlq = self.dlq,
+            state = self.path(&format!("{name}-state")).display(),
+        );
+        std::fs::write(&path, text).expect("the configuration is written");
+        path
+    }
+
+    fn generate(&self, args: &[&str]) -> PathBuf {
+        let path = self.path("ledger.jsonl");
+        let output = Command::new(binary())
+            .arg("generate")
+            .args(args)
+            .arg("--output")
+            .arg(&path)
+            .output()
+            .expect("the binary runs");
+        assert!(output.status.success(), "generate failed");
+        path
+    }
+
+    fn produce(&self, ledger: &Path, rate: Option<u64>) -> Child {
+        let config = self.config("producer", "127.0.0.1:0");
+        let mut command = Command::new(binary());
+        command
+            .args(["produce", "--config"])
+            .arg(config)
+            .arg("--input")
+            .arg(ledger)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(rate) = rate {
+            command.args(["--rate", &rate.to_string()]);
+        }
+        command.spawn().expect("the producer starts")
+    }
+
+    /// Replays the ledger: the expected exposition and the rejected lines.
+    fn replay(&self, ledger: &Path) -> (String, Vec<serde_json::Value>) {
+        let config = self.config("replay", "127.0.0.1:0");
+        let rejected = self.path("replay-rejected.jsonl");
+        let output = Command::new(binary())
+            .args(["replay", "--progress", "never", "--config"])
+            .arg(config)
+            .arg("--input")
+            .arg(ledger)
+            .arg("--rejected-out")
+            .arg(&rejected)
+            .output()
+            .expect("the binary runs");
+        assert!(output.status.success(), "replay failed");
+        let lines = std::fs::read_to_string(&rejected)
+            .expect("the rejected file exists")
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a rejected record is JSON"))
+            .collect();
+        (
+            String::from_utf8(output.stdout).expect("the exposition is UTF-8"),
+            lines,
+        )
+    }
+}
+
+/// A running `marginstream run`.
+struct Instance {
+    child: Child,
+    port: u16,
+    config: PathBuf,
+    log: PathBuf,
+}
+
+impl Instance {
+    fn start(setup: &Setup, name: &str) -> Instance {
+        let port = free_port();
+        let config = setup.config(name, &format!("127.0.0.1:{port}"));
+        Instance::start_with(config, port, setup.path(&format!("{name}.log")))
+    }
+
+    fn start_with(config: PathBuf, port: u16, log: PathBuf) -> Instance {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("the log file opens");
+        let child = Command::new(binary())
+            .args(["run", "--config"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("marginstream run starts");
+        Instance {
+            child,
+            port,
+            config,
+            log,
+        }
+    }
+
+    fn restart(self) -> Instance {
+        let (config, port, log) = (self.config.clone(), self.port, self.log.clone());
+        drop(self);
+        Instance::start_with(config, port, log)
+    }
+
+    fn get(&self, path: &str) -> Option<(u16, String)> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(60))).ok()?;
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).ok()?;
+        let text = String::from_utf8(response).ok()?;
+        let (head, body) = text.split_once("\r\n\r\n")?;
+        let code = head.split(' ').nth(1)?.parse().ok()?;
+        Some((code, body.to_owned()))
+    }
+
+    fn metrics(&self) -> Option<Metrics> {
+        match self.get("/metrics") {
+            Some((200, body)) => Some(Metrics::parse(&body)),
+            _ => None,
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    /// Waits until ready with `consumed` messages applied in all (by the counters).
+    fn wait_for(&mut self, what: &str, timeout: Duration, done: impl Fn(&Metrics) -> bool) -> Metrics {
+        let deadline = Instant::now() + timeout;
+        let mut last = None;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("marginstream run exited ({status}) while waiting for {what}; its log ends:\n{}", self.log_tail());
+            }
+            if let Some(metrics) = self.metrics() {
+                if done(&metrics) {
+                    return metrics;
+                }
+                last = Some(metrics);
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        panic!(
+            "timed out after {timeout:?} waiting for {what}; last counters: {:?}; log ends:\n{}",
+            last.map(|m| (m.value("marginstream_consumed_messages_total"), m.value("marginstream_ready"), m.counted())),
+            self.log_tail()
+        );
+    }
+
+    fn terminate(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                assert!(status.success(), "run exited with {status} on SIGTERM; log:\n{}", self.log_tail());
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        panic!("run did not stop within 60 s of SIGTERM; log:\n{}", self.log_tail());
+    }
+
+    fn kill9(mut self) -> Instance {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A parsed exposition: series (name and labels) to value text.
+#[derive(Debug, Clone, Default)]
+struct Metrics {
+    series: BTreeMap<String, String>,
+}
+
+impl Metrics {
+    fn parse(text: &str) -> Metrics {
+        let series = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .filter_map(|l| l.rsplit_once(' '))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        Metrics { series }
+    }
+
+    fn value(&self, name: &str) -> f64 {
+        self.series.get(name).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+    }
+
+    /// Every event counted: applied, late, duplicate and rejected.
+    fn counted(&self) -> u64 {
+        self.series
+            .iter()
+            .filter(|(k, _)| {
+                k.starts_with("marginstream_events_total{")
+                    || k.starts_with("marginstream_rejected_events_total{")
+            })
+            .map(|(_, v)| v.parse::<u64>().unwrap_or(0))
+            .sum()
+    }
+
+    /// The business gauges and the rejection counters, without the process's own families.
+    fn gauges(&self) -> BTreeMap<String, String> {
+        self.series
+            .iter()
+            .filter(|(k, _)| !SELF_PREFIXES.iter().any(|p| k.starts_with(p)))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// `applied + late` and `duplicate` per event type: lateness depends on partition order.
+    fn outcomes(&self) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        for (k, v) in &self.series {
+            if let Some(labels) = k.strip_prefix("marginstream_events_total") {
+                let kind = if labels.contains("outcome=\"duplicate\"") {
+                    "duplicate"
+                } else {
+                    "applied+late"
+                };
+                let event_type = labels.split("event_type=\"").nth(1).and_then(|s| s.split('"').next()).unwrap_or("?");
+                *out.entry(format!("{event_type} {kind}")).or_default() += v.parse::<u64>().unwrap_or(0);
+            }
+        }
+        out
+    }
+
+    /// Series of the window `window` only.
+    fn window(&self, window: &str) -> BTreeMap<String, String> {
+        let label = format!("window=\"{window}\"");
+        self.gauges()
+            .into_iter()
+            .filter(|(k, _)| k.contains(&label))
+            .collect()
+    }
+}
+
+fn assert_same(context: &str, expected: &BTreeMap<String, String>, actual: &BTreeMap<String, String>) {
+    let mut problems = Vec::new();
+    for (k, v) in expected {
+        match actual.get(k) {
+            Some(a) if a == v => {}
+            other => problems.push(format!("{k}: expected {v}, got {other:?}")),
+        }
+    }
+    for k in actual.keys() {
+        if !expected.contains_key(k) {
+            problems.push(format!("{k}: not expected, got {}", actual[k]));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "{context}: {} of {} series differ, first ones:\n{}",
+        problems.len(),
+        expected.len(),
+        problems[..problems.len().min(15)].join("\n")
+    );
+}
+
+/// Reads a topic from the beginning to its end: (payload, headers) of every message.
+fn read_topic(brokers: &str, topic: &str, partitions: i32) -> Vec<(Vec<u8>, HashMap<String, String>)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("{topic}.reader"))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .create()
+        .expect("a reader consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning).expect("a partition");
+    }
+    consumer.assign(&tpl).expect("assign the topic");
+    let mut out = Vec::new();
+    let mut ended = std::collections::HashSet::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ended.len() < partitions as usize {
+        assert!(Instant::now() < deadline, "timed out reading {topic}");
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                let mut headers = HashMap::new();
+                if let Some(h) = m.headers() {
+                    for header in h.iter() {
+                        headers.insert(
+                            header.key.to_owned(),
+                            String::from_utf8_lossy(header.value.unwrap_or_default()).into_owned(),
+                        );
+                    }
+                }
+                out.push((m.payload().unwrap_or_default().to_vec(), headers));
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                ended.insert(p);
+            }
+            Some(Err(e)) if e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF) => {}
+            _ => {}
+        }
+    }
+    out
+}
+
+fn line_bytes(record: &serde_json::Value) -> Vec<u8> {
+    record["line"].as_str().map(|s| s.as_bytes().to_vec()).unwrap_or_default()
+}
+
+#[test]
+fn live_metrics_equal_replay_and_the_dlq_holds_every_rejection() {
+    let setup = Setup::new("e2e", 4);
+    let ledger = setup.generate(&[
+        "--customers", "300", "--days", "20", "--seed", "11", "--bad-share", "0.02", "--duplicate-share", "0.02",
+    ]);
+    let lines = std::fs::read_to_string(&ledger).expect("the ledger").lines().count() as u64;
+    let (expected_text, rejected) = setup.replay(&ledger);
+    let expected = Metrics::parse(&expected_text);
+    assert!(!rejected.is_empty(), "the ledger has bad lines");
+
+    let mut producer = setup.produce(&ledger, None);
+    let mut instance = Instance::start(&setup, "a");
+    assert!(producer.wait().expect("the producer ends").success(), "produce failed");
+    let metrics = instance.wait_for("every message", Duration::from_secs(180), |m| {
+        m.value("marginstream_ready") == 1.0 && m.counted() == lines
+    });
+    assert_same("gauges of /metrics against replay", &expected.gauges(), &metrics.gauges());
+    assert_eq!(expected.outcomes(), metrics.outcomes(), "applied+late and duplicate counts");
+    assert_eq!(
+        expected.series.get("marginstream_watermark_timestamp_seconds"),
+        metrics.series.get("marginstream_watermark_timestamp_seconds")
+    );
+
+    // The DLQ holds exactly the rejected messages, unchanged, with their reasons.
+    let _ = instance.wait_for("dead letters acknowledged", Duration::from_secs(60), |m| {
+        m.value("marginstream_dlq_messages_total") as usize == rejected.len()
+    });
+    let letters = read_topic(&setup.broker.brokers, &setup.dlq, 1);
+    let mut expected_letters: Vec<(Vec<u8>, String)> = rejected
+        .iter()
+        .map(|r| (line_bytes(r), r["reason"].as_str().unwrap_or_default().to_owned()))
+        .collect();
+    let mut actual_letters: Vec<(Vec<u8>, String)> = letters
+        .iter()
+        .map(|(payload, headers)| {
+            for key in ["marginstream.error", "marginstream.source.topic", "marginstream.source.partition", "marginstream.source.offset"] {
+                assert!(headers.contains_key(key), "a dead letter lacks the header {key}");
+            }
+            assert_eq!(headers["marginstream.source.topic"], setup.topic);
+            (payload.clone(), headers.get("marginstream.reason").cloned().unwrap_or_default())
+        })
+        .collect();
+    expected_letters.sort();
+    actual_letters.sort();
+    assert_eq!(expected_letters.len(), actual_letters.len(), "dead letters: one per rejected line");
+    assert!(expected_letters == actual_letters, "the dead letters are the rejected lines with their reasons");
+    instance.terminate();
+}
+
+#[test]
+fn kill_9_at_random_moments_neither_loses_nor_double_counts() {
+    let setup = Setup::new("crash", 4);
+    let ledger = setup.generate(&[
+        "--customers", "400", "--days", "60", "--seed", "5", "--bad-share", "0.01", "--duplicate-share", "0.02",
+    ]);
+    let lines = std::fs::read_to_string(&ledger).expect("the ledger").lines().count() as u64;
+    assert!(lines >= 100_000, "the crash test streams 100k+ events, got {lines}");
+    let (expected_text, _) = setup.replay(&ledger);
+    let expected = Metrics::parse(&expected_text);
+
+    // Stream for about 25 s while the process is killed again and again.
+    let mut producer = setup.produce(&ledger, Some(lines / 25));
+    let mut instance = Instance::start(&setup, "crashy");
+    // A small deterministic generator of kill delays (0.5 to 4 s).
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut kills = 0;
+    while kills < 10 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let delay = Duration::from_millis(500 + state % 3_500);
+        std::thread::sleep(delay);
+        instance = instance.kill9().restart();
+        kills += 1;
+    }
+    assert!(producer.wait().expect("the producer ends").success(), "produce failed");
+    let metrics = instance.wait_for("every message after 10 kills", Duration::from_secs(300), |m| {
+        m.value("marginstream_ready") == 1.0 && m.counted() == lines
+    });
+    assert_same("gauges after 10 kill -9s against replay", &expected.gauges(), &metrics.gauges());
+    // The kills did hit a process with state: most restarts restored a checkpoint.
+    let log = std::fs::read_to_string(&instance.log).unwrap_or_default();
+    let restores = log.matches("restored the checkpoint").count();
+    assert!(restores >= 5, "only {restores} of 10 restarts restored a checkpoint");
+    assert_eq!(expected.outcomes(), metrics.outcomes(), "applied+late and duplicate counts");
+    instance.terminate();
+}
+
+fn add_decimal(into: &mut BTreeMap<String, Decimal>, key: &str, value: &str) {
+    let v: Decimal = value.parse().expect("an exact decimal sample");
+    *into.entry(key.to_owned()).or_default() += v;
+}
+
+#[test]
+fn two_instances_share_the_customers_and_the_survivor_takes_over() {
+    let setup = Setup::new("scale", 4);
+    let ledger = setup.generate(&[
+        "--customers", "200", "--days", "15", "--seed", "21", "--bad-share", "0.01", "--duplicate-share", "0.01",
+    ]);
+    let lines = std::fs::read_to_string(&ledger).expect("the ledger").lines().count() as u64;
+    let (expected_text, _) = setup.replay(&ledger);
+    let expected = Metrics::parse(&expected_text);
+    let customers_all = |m: &Metrics| -> BTreeMap<String, String> {
+        m.window("all")
+            .into_iter()
+            .filter(|(k, _)| k.contains("customer_id=") && !k.contains("_ratio"))
+            .collect()
+    };
+
+    let mut producer = setup.produce(&ledger, None);
+    assert!(producer.wait().expect("the producer ends").success(), "produce failed");
+    let mut a = Instance::start(&setup, "a");
+    let _ = a.wait_for("instance a alone", Duration::from_secs(120), |m| m.value("marginstream_ready") == 1.0 && m.counted() == lines);
+    let b = Instance::start(&setup, "b");
+    // Both ready, each with some partitions, together every message once.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let (ma, mb) = loop {
+        assert!(Instant::now() < deadline, "the two instances did not settle; a:\n{}\nb:\n{}", a.log_tail(), b.log_tail());
+        std::thread::sleep(Duration::from_millis(500));
+        let (Some(ma), Some(mb)) = (a.metrics(), b.metrics()) else { continue };
+        let settled = ma.value("marginstream_ready") == 1.0
+            && mb.value("marginstream_ready") == 1.0
+            && ma.value("marginstream_partitions_assigned") >= 1.0
+            && mb.value("marginstream_partitions_assigned") >= 1.0
+            && ma.value("marginstream_partitions_assigned") + mb.value("marginstream_partitions_assigned") == 4.0
+            && ma.counted() + mb.counted() == lines;
+        if settled {
+            break (ma, mb);
+        }
+    };
+    // The union of customers: every customer exactly once, equal to replay on `all`.
+    let mut union = customers_all(&ma);
+    for (k, v) in customers_all(&mb) {
+        assert!(union.insert(k.clone(), v).is_none(), "{k} is exposed by both instances");
+    }
+    assert_same("union of both instances on `all`", &customers_all(&expected), &union);
+    // Portfolio sums add up across instances.
+    let mut sums = BTreeMap::new();
+    for m in [&ma, &mb] {
+        for (k, v) in m.window("all") {
+            if k.starts_with("marginstream_portfolio_revenue") || k.starts_with("marginstream_portfolio_cost") {
+                add_decimal(&mut sums, &k, &v);
+            }
+        }
+    }
+    for (k, v) in sums {
+        let want: Decimal = expected.series[&k].parse().expect("a decimal");
+        assert_eq!(want, v, "{k}: the sum across instances equals the replay");
+    }
+
+    // b leaves gracefully: a takes its partitions over, rebuilds them and shows everyone.
+    b.terminate();
+    let survivor = a.wait_for("the survivor alone", Duration::from_secs(180), |m| {
+        m.value("marginstream_ready") == 1.0 && m.value("marginstream_partitions_assigned") == 4.0 && m.counted() == lines
+    });
+    assert_same("the survivor on `all`", &customers_all(&expected), &customers_all(&survivor));
+    a.terminate();
+}
