@@ -1439,8 +1439,8 @@ mod tests {
             "{message}"
         );
 
-        // "acme" and "initech" have ids of different lengths; rename "initech" to "acme" by
-        // rewriting its length and bytes, padding nothing: build a twin checkpoint instead.
+        // A checkpoint of "acme" and "hooli", with "hooli" rewritten as "acme" (its length
+        // and its bytes): the same customer twice.
         let (twins, _) = engine_after(
             0,
             ClockMode::Event,
@@ -1466,9 +1466,7 @@ mod tests {
             .windows(5)
             .position(|w| w == b"hooli")
             .expect("the id is in the checkpoint");
-        // "hooli" becomes "acme" plus one byte: both ids must be four bytes, so rewrite the
-        // length too.
-        twins[at - 8] = 4;
+        twins[at - COUNT_BYTES] = 4;
         twins.splice(at..at + 5, *b"acme");
         let message = snapshot_message(Engine::decode(&config, &twins));
         assert!(
