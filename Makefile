@@ -9,7 +9,7 @@ DEMO_DIR := target/demo
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
 
-build: ## Build the release binary (target/release/marginstream)
+build: deps ## Build the release binary (target/release/marginstream)
 	$(CARGO) build --release -p marginstream
 
 fmt: ## Format the code
@@ -19,7 +19,8 @@ lint: ## Check formatting and run clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-test: ## Run every test: unit, property, golden, CLI, promtool, backfill and the independent check
+test: deps ## Run every test: unit, property, golden, CLI, live Kafka (Tansu), faults, promtool, backfill, independent check
+	scripts/broker.sh install >/dev/null
 	$(CARGO) build --workspace
 	$(CARGO) test --workspace
 	scripts/promtool-check.sh
@@ -30,15 +31,23 @@ check-config: ## Validate every configuration file in config/
 	$(CARGO) build -p marginstream
 	@for f in config/*.toml; do echo "== $$f"; target/debug/marginstream check-config --config $$f > /dev/null || exit 1; done; echo "all configuration files are valid"
 
-demo: build ## Generate a ledger and replay it (the live Kafka demo comes with `marginstream run`)
+demo: deps build ## Live: a local Tansu broker, a generated ledger streaming in, marginstream run with /metrics on 127.0.0.1:9898
+	scripts/demo.sh
+
+replay-demo: build ## Generate a ledger and replay it, no Kafka needed: a table of the 30-day margins
 	@mkdir -p $(DEMO_DIR)
 	$(BIN) generate --customers 20 --days 45 --seed 7 --bad-share 0.01 --duplicate-share 0.01 --output $(DEMO_DIR)/ledger.jsonl
 	$(BIN) replay --input $(DEMO_DIR)/ledger.jsonl --rejected-out $(DEMO_DIR)/rejected.jsonl --format table --window 30d
-	@echo
-	@echo "Prometheus exposition: $(BIN) replay --input $(DEMO_DIR)/ledger.jsonl --format prometheus"
-	@echo "Rejected lines with their reasons: $(DEMO_DIR)/rejected.jsonl"
 
-bench: build ## Run the criterion benches and the end-to-end replay bench; writes target/bench/report.md
+broker: ## Start the local Tansu broker on 127.0.0.1:9092 and create the ledger topics (scripts/broker.sh stop 9092 stops it)
+	scripts/broker.sh start 9092
+	$(CARGO) build -p marginstream
+	target/debug/marginstream create-topics --config config/demo.toml --partitions 4
+
+deps: ## Install what the build needs and the machine lacks (OpenSSL headers for librdkafka)
+	@scripts/deps.sh
+
+bench: deps build ## Run the criterion benches, the replay and the Kafka benches; writes target/bench/report.md
 	$(CARGO) bench --bench engine
 	scripts/bench-e2e.sh
 
@@ -57,4 +66,4 @@ fuzz: ## Fuzz the event parser for FUZZ_SECONDS (default 60); installs cargo-fuz
 clean: ## Remove build outputs
 	$(CARGO) clean
 
-.PHONY: help build fmt lint test check-config demo bench fuzz clean
+.PHONY: help build fmt lint test check-config demo replay-demo broker deps bench fuzz clean
