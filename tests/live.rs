@@ -261,7 +261,9 @@ impl Instance {
 
     fn get(&self, path: &str) -> Option<(u16, String)> {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        stream.set_read_timeout(Some(Duration::from_secs(60))).ok()?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .ok()?;
         write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
         let mut response = Vec::new();
         stream.read_to_end(&mut response).ok()?;
@@ -285,7 +287,12 @@ impl Instance {
     }
 
     /// Waits until ready with `consumed` messages applied in all (by the counters).
-    fn wait_for(&mut self, what: &str, timeout: Duration, done: impl Fn(&Metrics) -> bool) -> Metrics {
+    fn wait_for(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        done: impl Fn(&Metrics) -> bool,
+    ) -> Metrics {
         let deadline = Instant::now() + timeout;
         let mut last = None;
         while Instant::now() < deadline {
@@ -302,7 +309,11 @@ impl Instance {
         }
         panic!(
             "timed out after {timeout:?} waiting for {what}; last counters: {:?}; log ends:\n{}",
-            last.map(|m| (m.value("marginstream_consumed_messages_total"), m.value("marginstream_ready"), m.counted())),
+            last.map(|m| (
+                m.value("marginstream_consumed_messages_total"),
+                m.value("marginstream_ready"),
+                m.counted()
+            )),
             self.log_tail()
         );
     }
@@ -314,13 +325,20 @@ impl Instance {
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
-                assert!(status.success(), "run exited with {status} on SIGTERM; log:\n{}", self.log_tail());
+                assert!(
+                    status.success(),
+                    "run exited with {status} on SIGTERM; log:\n{}",
+                    self.log_tail()
+                );
                 return;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
         let _ = self.child.kill();
-        panic!("run did not stop within 60 s of SIGTERM; log:\n{}", self.log_tail());
+        panic!(
+            "run did not stop within 60 s of SIGTERM; log:\n{}",
+            self.log_tail()
+        );
     }
 
     fn kill9(mut self) -> Instance {
@@ -357,7 +375,10 @@ impl Metrics {
     }
 
     fn value(&self, name: &str) -> f64 {
-        self.series.get(name).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        self.series
+            .get(name)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
     }
 
     /// Every event counted: applied, late, duplicate and rejected.
@@ -391,8 +412,13 @@ impl Metrics {
                 } else {
                     "applied+late"
                 };
-                let event_type = labels.split("event_type=\"").nth(1).and_then(|s| s.split('"').next()).unwrap_or("?");
-                *out.entry(format!("{event_type} {kind}")).or_default() += v.parse::<u64>().unwrap_or(0);
+                let event_type = labels
+                    .split("event_type=\"")
+                    .nth(1)
+                    .and_then(|s| s.split('"').next())
+                    .unwrap_or("?");
+                *out.entry(format!("{event_type} {kind}")).or_default() +=
+                    v.parse::<u64>().unwrap_or(0);
             }
         }
         out
@@ -408,7 +434,11 @@ impl Metrics {
     }
 }
 
-fn assert_same(context: &str, expected: &BTreeMap<String, String>, actual: &BTreeMap<String, String>) {
+fn assert_same(
+    context: &str,
+    expected: &BTreeMap<String, String>,
+    actual: &BTreeMap<String, String>,
+) {
     let mut problems = Vec::new();
     for (k, v) in expected {
         match actual.get(k) {
@@ -431,7 +461,11 @@ fn assert_same(context: &str, expected: &BTreeMap<String, String>, actual: &BTre
 }
 
 /// Reads a topic from the beginning to its end: (payload, headers) of every message.
-fn read_topic(brokers: &str, topic: &str, partitions: i32) -> Vec<(Vec<u8>, HashMap<String, String>)> {
+fn read_topic(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+) -> Vec<(Vec<u8>, HashMap<String, String>)> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("{topic}.reader"))
@@ -441,7 +475,8 @@ fn read_topic(brokers: &str, topic: &str, partitions: i32) -> Vec<(Vec<u8>, Hash
         .expect("a reader consumer");
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning).expect("a partition");
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .expect("a partition");
     }
     consumer.assign(&tpl).expect("assign the topic");
     let mut out = Vec::new();
@@ -465,7 +500,9 @@ fn read_topic(brokers: &str, topic: &str, partitions: i32) -> Vec<(Vec<u8>, Hash
             Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
                 ended.insert(p);
             }
-            Some(Err(e)) if e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF) => {}
+            Some(Err(e))
+                if e.rdkafka_error_code()
+                    == Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF) => {}
             _ => {}
         }
     }
@@ -473,31 +510,61 @@ fn read_topic(brokers: &str, topic: &str, partitions: i32) -> Vec<(Vec<u8>, Hash
 }
 
 fn line_bytes(record: &serde_json::Value) -> Vec<u8> {
-    record["line"].as_str().map(|s| s.as_bytes().to_vec()).unwrap_or_default()
+    record["line"]
+        .as_str()
+        .map(|s| s.as_bytes().to_vec())
+        .unwrap_or_default()
 }
 
 #[test]
 fn live_metrics_equal_replay_and_the_dlq_holds_every_rejection() {
     let setup = Setup::new("e2e", 4);
     let ledger = setup.generate(&[
-        "--customers", "300", "--days", "20", "--seed", "11", "--bad-share", "0.02", "--duplicate-share", "0.02",
+        "--customers",
+        "300",
+        "--days",
+        "20",
+        "--seed",
+        "11",
+        "--bad-share",
+        "0.02",
+        "--duplicate-share",
+        "0.02",
     ]);
-    let lines = std::fs::read_to_string(&ledger).expect("the ledger").lines().count() as u64;
+    let lines = std::fs::read_to_string(&ledger)
+        .expect("the ledger")
+        .lines()
+        .count() as u64;
     let (expected_text, rejected) = setup.replay(&ledger);
     let expected = Metrics::parse(&expected_text);
     assert!(!rejected.is_empty(), "the ledger has bad lines");
 
     let mut producer = setup.produce(&ledger, None);
     let mut instance = Instance::start(&setup, "a");
-    assert!(producer.wait().expect("the producer ends").success(), "produce failed");
+    assert!(
+        producer.wait().expect("the producer ends").success(),
+        "produce failed"
+    );
     let metrics = instance.wait_for("every message", Duration::from_secs(180), |m| {
         m.value("marginstream_ready") == 1.0 && m.counted() == lines
     });
-    assert_same("gauges of /metrics against replay", &expected.gauges(), &metrics.gauges());
-    assert_eq!(expected.outcomes(), metrics.outcomes(), "applied+late and duplicate counts");
+    assert_same(
+        "gauges of /metrics against replay",
+        &expected.gauges(),
+        &metrics.gauges(),
+    );
     assert_eq!(
-        expected.series.get("marginstream_watermark_timestamp_seconds"),
-        metrics.series.get("marginstream_watermark_timestamp_seconds")
+        expected.outcomes(),
+        metrics.outcomes(),
+        "applied+late and duplicate counts"
+    );
+    assert_eq!(
+        expected
+            .series
+            .get("marginstream_watermark_timestamp_seconds"),
+        metrics
+            .series
+            .get("marginstream_watermark_timestamp_seconds")
     );
 
     // The DLQ holds exactly the rejected messages, unchanged, with their reasons.
@@ -507,33 +574,113 @@ fn live_metrics_equal_replay_and_the_dlq_holds_every_rejection() {
     let letters = read_topic(&setup.broker.brokers, &setup.dlq, 1);
     let mut expected_letters: Vec<(Vec<u8>, String)> = rejected
         .iter()
-        .map(|r| (line_bytes(r), r["reason"].as_str().unwrap_or_default().to_owned()))
+        .map(|r| {
+            (
+                line_bytes(r),
+                r["reason"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
         .collect();
     let mut actual_letters: Vec<(Vec<u8>, String)> = letters
         .iter()
         .map(|(payload, headers)| {
-            for key in ["marginstream.error", "marginstream.source.topic", "marginstream.source.partition", "marginstream.source.offset"] {
-                assert!(headers.contains_key(key), "a dead letter lacks the header {key}");
+            for key in [
+                "marginstream.error",
+                "marginstream.source.topic",
+                "marginstream.source.partition",
+                "marginstream.source.offset",
+            ] {
+                assert!(
+                    headers.contains_key(key),
+                    "a dead letter lacks the header {key}"
+                );
             }
             assert_eq!(headers["marginstream.source.topic"], setup.topic);
-            (payload.clone(), headers.get("marginstream.reason").cloned().unwrap_or_default())
+            (
+                payload.clone(),
+                headers
+                    .get("marginstream.reason")
+                    .cloned()
+                    .unwrap_or_default(),
+            )
         })
         .collect();
     expected_letters.sort();
     actual_letters.sort();
-    assert_eq!(expected_letters.len(), actual_letters.len(), "dead letters: one per rejected line");
-    assert!(expected_letters == actual_letters, "the dead letters are the rejected lines with their reasons");
+    assert_eq!(
+        expected_letters.len(),
+        actual_letters.len(),
+        "dead letters: one per rejected line"
+    );
+    assert!(
+        expected_letters == actual_letters,
+        "the dead letters are the rejected lines with their reasons"
+    );
     instance.terminate();
+
+    // replay --from-kafka reads the topic itself: the same gauges as the file, and with
+    // --since/--until the same as the file's replay over that range.
+    for range in [
+        vec![],
+        vec![
+            "--since",
+            "2025-12-20T00:00:00Z",
+            "--until",
+            "2025-12-27T12:00:00Z",
+        ],
+    ] {
+        let config = setup.config("replay", "127.0.0.1:0");
+        let run = |source: &[&str]| -> Metrics {
+            let output = Command::new(binary())
+                .args(["replay", "--progress", "never", "--rejected-out"])
+                .arg(setup.path("kafka-rejected.jsonl"))
+                .arg("--config")
+                .arg(&config)
+                .args(source)
+                .args(&range)
+                .output()
+                .expect("the binary runs");
+            assert!(
+                output.status.success(),
+                "replay {source:?} failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            Metrics::parse(&String::from_utf8_lossy(&output.stdout))
+        };
+        let from_file = run(&["--input", ledger.to_str().expect("a UTF-8 path")]);
+        let from_kafka = run(&["--from-kafka"]);
+        assert_same(
+            &format!("replay --from-kafka {range:?} against the file"),
+            &from_file.gauges(),
+            &from_kafka.gauges(),
+        );
+        assert_eq!(from_file.outcomes(), from_kafka.outcomes());
+    }
 }
 
 #[test]
 fn kill_9_at_random_moments_neither_loses_nor_double_counts() {
     let setup = Setup::new("crash", 4);
     let ledger = setup.generate(&[
-        "--customers", "400", "--days", "60", "--seed", "5", "--bad-share", "0.01", "--duplicate-share", "0.02",
+        "--customers",
+        "400",
+        "--days",
+        "60",
+        "--seed",
+        "5",
+        "--bad-share",
+        "0.01",
+        "--duplicate-share",
+        "0.02",
     ]);
-    let lines = std::fs::read_to_string(&ledger).expect("the ledger").lines().count() as u64;
-    assert!(lines >= 100_000, "the crash test streams 100k+ events, got {lines}");
+    let lines = std::fs::read_to_string(&ledger)
+        .expect("the ledger")
+        .lines()
+        .count() as u64;
+    assert!(
+        lines >= 100_000,
+        "the crash test streams 100k+ events, got {lines}"
+    );
     let (expected_text, _) = setup.replay(&ledger);
     let expected = Metrics::parse(&expected_text);
 
@@ -552,16 +699,32 @@ fn kill_9_at_random_moments_neither_loses_nor_double_counts() {
         instance = instance.kill9().restart();
         kills += 1;
     }
-    assert!(producer.wait().expect("the producer ends").success(), "produce failed");
-    let metrics = instance.wait_for("every message after 10 kills", Duration::from_secs(300), |m| {
-        m.value("marginstream_ready") == 1.0 && m.counted() == lines
-    });
-    assert_same("gauges after 10 kill -9s against replay", &expected.gauges(), &metrics.gauges());
+    assert!(
+        producer.wait().expect("the producer ends").success(),
+        "produce failed"
+    );
+    let metrics = instance.wait_for(
+        "every message after 10 kills",
+        Duration::from_secs(300),
+        |m| m.value("marginstream_ready") == 1.0 && m.counted() == lines,
+    );
+    assert_same(
+        "gauges after 10 kill -9s against replay",
+        &expected.gauges(),
+        &metrics.gauges(),
+    );
     // The kills did hit a process with state: most restarts restored a checkpoint.
     let log = std::fs::read_to_string(&instance.log).unwrap_or_default();
     let restores = log.matches("restored the checkpoint").count();
-    assert!(restores >= 5, "only {restores} of 10 restarts restored a checkpoint");
-    assert_eq!(expected.outcomes(), metrics.outcomes(), "applied+late and duplicate counts");
+    assert!(
+        restores >= 5,
+        "only {restores} of 10 restarts restored a checkpoint"
+    );
+    assert_eq!(
+        expected.outcomes(),
+        metrics.outcomes(),
+        "applied+late and duplicate counts"
+    );
     instance.terminate();
 }
 
@@ -574,9 +737,21 @@ fn add_decimal(into: &mut BTreeMap<String, Decimal>, key: &str, value: &str) {
 fn two_instances_share_the_customers_and_the_survivor_takes_over() {
     let setup = Setup::new("scale", 4);
     let ledger = setup.generate(&[
-        "--customers", "200", "--days", "15", "--seed", "21", "--bad-share", "0.01", "--duplicate-share", "0.01",
+        "--customers",
+        "200",
+        "--days",
+        "15",
+        "--seed",
+        "21",
+        "--bad-share",
+        "0.01",
+        "--duplicate-share",
+        "0.01",
     ]);
-    let lines = std::fs::read_to_string(&ledger).expect("the ledger").lines().count() as u64;
+    let lines = std::fs::read_to_string(&ledger)
+        .expect("the ledger")
+        .lines()
+        .count() as u64;
     let (expected_text, _) = setup.replay(&ledger);
     let expected = Metrics::parse(&expected_text);
     let customers_all = |m: &Metrics| -> BTreeMap<String, String> {
@@ -587,21 +762,35 @@ fn two_instances_share_the_customers_and_the_survivor_takes_over() {
     };
 
     let mut producer = setup.produce(&ledger, None);
-    assert!(producer.wait().expect("the producer ends").success(), "produce failed");
+    assert!(
+        producer.wait().expect("the producer ends").success(),
+        "produce failed"
+    );
     let mut a = Instance::start(&setup, "a");
-    let _ = a.wait_for("instance a alone", Duration::from_secs(120), |m| m.value("marginstream_ready") == 1.0 && m.counted() == lines);
+    let _ = a.wait_for("instance a alone", Duration::from_secs(120), |m| {
+        m.value("marginstream_ready") == 1.0 && m.counted() == lines
+    });
     let b = Instance::start(&setup, "b");
     // Both ready, each with some partitions, together every message once.
     let deadline = Instant::now() + Duration::from_secs(180);
     let (ma, mb) = loop {
-        assert!(Instant::now() < deadline, "the two instances did not settle; a:\n{}\nb:\n{}", a.log_tail(), b.log_tail());
+        assert!(
+            Instant::now() < deadline,
+            "the two instances did not settle; a:\n{}\nb:\n{}",
+            a.log_tail(),
+            b.log_tail()
+        );
         std::thread::sleep(Duration::from_millis(500));
-        let (Some(ma), Some(mb)) = (a.metrics(), b.metrics()) else { continue };
+        let (Some(ma), Some(mb)) = (a.metrics(), b.metrics()) else {
+            continue;
+        };
         let settled = ma.value("marginstream_ready") == 1.0
             && mb.value("marginstream_ready") == 1.0
             && ma.value("marginstream_partitions_assigned") >= 1.0
             && mb.value("marginstream_partitions_assigned") >= 1.0
-            && ma.value("marginstream_partitions_assigned") + mb.value("marginstream_partitions_assigned") == 4.0
+            && ma.value("marginstream_partitions_assigned")
+                + mb.value("marginstream_partitions_assigned")
+                == 4.0
             && ma.counted() + mb.counted() == lines;
         if settled {
             break (ma, mb);
@@ -610,14 +799,23 @@ fn two_instances_share_the_customers_and_the_survivor_takes_over() {
     // The union of customers: every customer exactly once, equal to replay on `all`.
     let mut union = customers_all(&ma);
     for (k, v) in customers_all(&mb) {
-        assert!(union.insert(k.clone(), v).is_none(), "{k} is exposed by both instances");
+        assert!(
+            union.insert(k.clone(), v).is_none(),
+            "{k} is exposed by both instances"
+        );
     }
-    assert_same("union of both instances on `all`", &customers_all(&expected), &union);
+    assert_same(
+        "union of both instances on `all`",
+        &customers_all(&expected),
+        &union,
+    );
     // Portfolio sums add up across instances.
     let mut sums = BTreeMap::new();
     for m in [&ma, &mb] {
         for (k, v) in m.window("all") {
-            if k.starts_with("marginstream_portfolio_revenue") || k.starts_with("marginstream_portfolio_cost") {
+            if k.starts_with("marginstream_portfolio_revenue")
+                || k.starts_with("marginstream_portfolio_cost")
+            {
                 add_decimal(&mut sums, &k, &v);
             }
         }
@@ -630,8 +828,14 @@ fn two_instances_share_the_customers_and_the_survivor_takes_over() {
     // b leaves gracefully: a takes its partitions over, rebuilds them and shows everyone.
     b.terminate();
     let survivor = a.wait_for("the survivor alone", Duration::from_secs(180), |m| {
-        m.value("marginstream_ready") == 1.0 && m.value("marginstream_partitions_assigned") == 4.0 && m.counted() == lines
+        m.value("marginstream_ready") == 1.0
+            && m.value("marginstream_partitions_assigned") == 4.0
+            && m.counted() == lines
     });
-    assert_same("the survivor on `all`", &customers_all(&expected), &customers_all(&survivor));
+    assert_same(
+        "the survivor on `all`",
+        &customers_all(&expected),
+        &customers_all(&survivor),
+    );
     a.terminate();
 }

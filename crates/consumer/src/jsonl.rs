@@ -1004,7 +1004,9 @@ mod tests {
         let mut reader = JsonlReader::new(source, options(1 << 20, 100));
         let error = reader.next_batch().expect_err("the read fails");
         assert_eq!(error.to_string(), "failed to read the input after 12 bytes");
-        let ConsumerError::Read { offset, source } = &error;
+        let ConsumerError::Read { offset, source } = &error else {
+            panic!("a failed read is a read error, got {error}");
+        };
         assert_eq!((*offset, source.kind()), (12, ErrorKind::TimedOut));
         let (lines, batches) = read_all(&mut reader);
         assert_eq!(batches, 1);

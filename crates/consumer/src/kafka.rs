@@ -116,7 +116,11 @@ pub struct SourceContext {
 impl ClientContext for SourceContext {
     fn stats(&self, statistics: Statistics) {
         if let Some(topic) = statistics.topics.get(&self.topic) {
-            let mut high = self.watermarks.high.lock().expect("no panic holds this lock");
+            let mut high = self
+                .watermarks
+                .high
+                .lock()
+                .expect("no panic holds this lock");
             for (partition, stats) in &topic.partitions {
                 if *partition >= 0 && stats.hi_offset >= 0 {
                     high.insert(*partition, stats.hi_offset);
@@ -314,12 +318,13 @@ impl KafkaSource {
             watermarks: Watermarks::default(),
             commit_failures: AtomicI64::new(0),
         };
-        let consumer: BaseConsumer<SourceContext> = config
-            .create_with_context(context)
-            .map_err(|source| ConsumerError::Kafka {
-                what: "create the consumer".to_owned(),
-                source,
-            })?;
+        let consumer: BaseConsumer<SourceContext> =
+            config
+                .create_with_context(context)
+                .map_err(|source| ConsumerError::Kafka {
+                    what: "create the consumer".to_owned(),
+                    source,
+                })?;
         consumer
             .subscribe(&[&settings.topic])
             .map_err(|source| ConsumerError::Kafka {
@@ -484,6 +489,8 @@ pub mod headers {
 /// The dead-letter producer's context: in-flight count and failed messages to retry.
 pub struct DeadLetterContext {
     in_flight: AtomicI64,
+    /// Boxed: the box is the delivery opaque that librdkafka hands back, moved, not copied.
+    #[allow(clippy::vec_box)]
     failed: Mutex<Vec<Box<DeadLetter>>>,
     delivered: AtomicI64,
     failures: AtomicI64,
@@ -629,8 +636,14 @@ impl DeadLetterSink {
     /// Serves delivery reports and produces failed messages again.
     pub fn poll(&self) {
         self.producer.poll(Duration::ZERO);
-        let failed =
-            std::mem::take(&mut *self.producer.context().failed.lock().expect("no panic holds this lock"));
+        let failed = std::mem::take(
+            &mut *self
+                .producer
+                .context()
+                .failed
+                .lock()
+                .expect("no panic holds this lock"),
+        );
         for letter in failed {
             self.send_boxed(letter);
         }
@@ -640,7 +653,11 @@ impl DeadLetterSink {
     pub fn pending(&self) -> i64 {
         let context = self.producer.context();
         context.in_flight.load(Ordering::Acquire)
-            + context.failed.lock().expect("no panic holds this lock").len() as i64
+            + context
+                .failed
+                .lock()
+                .expect("no panic holds this lock")
+                .len() as i64
     }
 
     /// Waits up to `timeout` for every message to be acknowledged; returns `true` if none is
@@ -786,9 +803,9 @@ impl LedgerProducer {
         let producer = config
             .create_with_context(CountingContext::default())
             .map_err(|source| ConsumerError::Kafka {
-            what: "create the producer".to_owned(),
-            source,
-        })?;
+                what: "create the producer".to_owned(),
+                source,
+            })?;
         Ok(LedgerProducer {
             producer,
             topic: settings.topic.clone(),
@@ -836,5 +853,168 @@ impl LedgerProducer {
             });
         }
         Ok(())
+    }
+}
+
+/// A batch read straight from the topic by [`TopicReader`]: the messages as lines, and
+/// where each one came from.
+#[derive(Debug, Default)]
+pub struct TopicBatch {
+    /// The messages' values; `number` is the message's position in the whole read (1-based),
+    /// `truncated_from` is set for a value longer than the reader's `value_bytes_max`.
+    pub batch: crate::jsonl::LineBatch,
+    /// The partition and offset of each line.
+    pub origins: Vec<(Partition, Offset)>,
+}
+
+/// The [`TopicReader`]'s context: logs through `tracing`, the end of a partition is no error.
+pub struct ReaderContext;
+
+impl ClientContext for ReaderContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        log_librdkafka(level, fac, log_message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() != Some(RDKafkaErrorCode::PartitionEOF) {
+            tracing::warn!(error = %error, reason, "librdkafka error (it retries on its own)");
+        }
+    }
+}
+
+impl ConsumerContext for ReaderContext {}
+
+/// Reads every partition of a topic from the beginning to its current end, without a
+/// consumer group: for `replay --from-kafka`, which recomputes history from the topic.
+pub struct TopicReader {
+    consumer: BaseConsumer<ReaderContext>,
+    topic: String,
+    remaining: std::collections::HashSet<i32>,
+    read: u64,
+    value_bytes_max: usize,
+}
+
+impl std::fmt::Debug for TopicReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TopicReader")
+            .field("topic", &self.topic)
+            .field("remaining", &self.remaining)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TopicReader {
+    /// Assigns every partition of `settings.topic` from its beginning. Values longer than
+    /// `value_bytes_max` are cut there and flagged, as the JSONL reader does.
+    pub fn new(
+        settings: &KafkaSettings,
+        value_bytes_max: usize,
+    ) -> Result<TopicReader, ConsumerError> {
+        let mut config = client_config(settings);
+        // librdkafka wants a group id even for a manual assignment; this one never joins a
+        // group (no subscribe) and never commits.
+        config
+            .set(
+                "group.id",
+                format!("{}.replay.{}", settings.group_id, std::process::id()),
+            )
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "true");
+        let consumer: BaseConsumer<ReaderContext> = config
+            .create_with_context(ReaderContext)
+            .map_err(|source| ConsumerError::Kafka {
+                what: "create the reader".to_owned(),
+                source,
+            })?;
+        let metadata = consumer
+            .fetch_metadata(Some(&settings.topic), Duration::from_secs(30))
+            .map_err(|source| ConsumerError::Kafka {
+                what: format!("read the metadata of {}", settings.topic),
+                source,
+            })?;
+        let partitions: Vec<i32> = metadata
+            .topics()
+            .iter()
+            .filter(|t| t.name() == settings.topic && t.error().is_none())
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        if partitions.is_empty() {
+            return Err(ConsumerError::Kafka {
+                what: format!(
+                    "find the partitions of {} (does the topic exist?)",
+                    settings.topic
+                ),
+                source: KafkaError::MetadataFetch(RDKafkaErrorCode::UnknownTopicOrPartition),
+            });
+        }
+        let mut tpl = TopicPartitionList::new();
+        for partition in &partitions {
+            tpl.add_partition_offset(&settings.topic, *partition, KafkaOffset::Beginning)
+                .map_err(|source| ConsumerError::Kafka {
+                    what: format!("assign partition {partition}"),
+                    source,
+                })?;
+        }
+        consumer
+            .assign(&tpl)
+            .map_err(|source| ConsumerError::Kafka {
+                what: format!("assign the partitions of {}", settings.topic),
+                source,
+            })?;
+        Ok(TopicReader {
+            consumer,
+            topic: settings.topic.clone(),
+            remaining: partitions.into_iter().collect(),
+            read: 0,
+            value_bytes_max,
+        })
+    }
+
+    /// Returns the next batch of about `batch_bytes`, or `None` once every partition has
+    /// reached the end it had when it was reached.
+    pub fn next_batch(&mut self, batch_bytes: usize) -> Result<Option<TopicBatch>, ConsumerError> {
+        let mut out = TopicBatch::default();
+        while !self.remaining.is_empty() && out.batch.buffer.len() < batch_bytes {
+            match self.consumer.poll(Duration::from_millis(200)) {
+                None => {
+                    if !out.batch.lines.is_empty() {
+                        break;
+                    }
+                }
+                Some(Ok(message)) => {
+                    if message.topic() != self.topic {
+                        continue;
+                    }
+                    let value = message.payload().unwrap_or_default();
+                    let kept = &value[..value.len().min(self.value_bytes_max)];
+                    let start = out.batch.buffer.len();
+                    out.batch.buffer.extend_from_slice(kept);
+                    self.read += 1;
+                    out.batch.lines.push(crate::jsonl::LineRef {
+                        start,
+                        end: out.batch.buffer.len(),
+                        number: self.read,
+                        truncated_from: (kept.len() < value.len()).then_some(value.len() as u64),
+                    });
+                    out.origins
+                        .push((Partition(message.partition()), Offset(message.offset())));
+                }
+                Some(Err(KafkaError::PartitionEOF(partition))) => {
+                    self.remaining.remove(&partition);
+                }
+                Some(Err(error)) => {
+                    tracing::warn!(error = %error, "kafka error while reading the topic (librdkafka retries)")
+                }
+            }
+        }
+        if out.batch.lines.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(out))
+    }
+
+    /// Returns the messages read so far.
+    pub fn messages_read(&self) -> u64 {
+        self.read
     }
 }

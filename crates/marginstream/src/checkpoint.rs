@@ -179,7 +179,10 @@ pub fn decode(
         });
     }
     if !cursor.bytes.is_empty() {
-        bail!("{} unexpected bytes after the last partition", cursor.bytes.len());
+        bail!(
+            "{} unexpected bytes after the last partition",
+            cursor.bytes.len()
+        );
     }
     Ok(Restored {
         partitions,
@@ -261,8 +264,13 @@ impl StateDir {
             .and_then(|()| file.sync_all())
             .with_context(|| format!("cannot write {}", temporary.display()))?;
         drop(file);
-        fs::rename(&temporary, &path)
-            .with_context(|| format!("cannot rename {} over {}", temporary.display(), path.display()))?;
+        fs::rename(&temporary, &path).with_context(|| {
+            format!(
+                "cannot rename {} over {}",
+                temporary.display(),
+                path.display()
+            )
+        })?;
         File::open(&self.dir)
             .and_then(|dir| dir.sync_all())
             .with_context(|| format!("cannot sync the directory {}", self.dir.display()))?;
@@ -343,6 +351,9 @@ mod tests {
             .expect("it restores")
             .expect("it exists");
         assert_eq!(restored.partitions.len(), 1);
-        assert!(StateDir::open(dir.path()).is_err(), "a second instance is refused");
+        assert!(
+            StateDir::open(dir.path()).is_err(),
+            "a second instance is refused"
+        );
     }
 }

@@ -1609,7 +1609,7 @@ impl Noise {
         slot.line.clear();
         slot.line.extend_from_slice(line);
         self.recent.push_back(slot);
-        if good_count % SAMPLE_EVERY == 0 {
+        if good_count.is_multiple_of(SAMPLE_EVERY) {
             if self.sampled.len() == SAMPLED_LINES_MAX {
                 self.sampled.pop_front();
             }
@@ -1947,7 +1947,7 @@ impl<'a> Output<'a> {
         self.writer.write_all(b"\n")?;
         if self.rate > 0 {
             self.lines += 1;
-            if self.lines % self.burst == 0 {
+            if self.lines.is_multiple_of(self.burst) {
                 // Flush the burst so that a consumer sees it now, then wait until the lines so
                 // far are due: the schedule is absolute, so the rate does not drift.
                 self.writer.flush()?;

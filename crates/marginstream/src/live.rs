@@ -223,6 +223,9 @@ impl LatencyHistogram {
     }
 }
 
+/// A checkpoint for the writer thread: its bytes and the offsets it holds.
+type CheckpointJob = (Vec<u8>, Vec<(Partition, Offset)>);
+
 /// A finished checkpoint write, back from the writer thread.
 #[derive(Debug)]
 struct Written {
@@ -257,6 +260,8 @@ struct Live {
     checkpoint_buffer: Vec<u8>,
     max_event_bytes: usize,
     last_index: usize,
+    /// The partition whose engine's customer limit is current.
+    limit_index: Option<usize>,
 }
 
 /// Runs the loop until `shutdown` is set; then takes a final checkpoint, commits and leaves
@@ -307,7 +312,8 @@ pub fn run(
 
     let source = KafkaSource::new(&settings.kafka)?;
     let dlq = DeadLetterSink::new(&settings.kafka)?;
-    let (write_sender, write_receiver) = crossbeam_channel::bounded::<(Vec<u8>, Vec<(Partition, Offset)>)>(1);
+    let (write_sender, write_receiver) =
+        crossbeam_channel::bounded::<CheckpointJob>(1);
     let (written_sender, written_receiver) = crossbeam_channel::bounded::<Written>(1);
     let state = Arc::new(state);
     let writer_state = Arc::clone(&state);
@@ -346,9 +352,16 @@ pub fn run(
         checkpoint_buffer: Vec::new(),
         max_event_bytes,
         last_index: 0,
+        limit_index: None,
     };
 
-    let result = live.main_loop(&source, &shutdown, &requests, &write_sender, &written_receiver);
+    let result = live.main_loop(
+        &source,
+        &shutdown,
+        &requests,
+        &write_sender,
+        &written_receiver,
+    );
     status.set(Readiness::Stopping);
     // The final checkpoint: wait for a write in flight, then write the latest state.
     if live.writing {
@@ -387,7 +400,7 @@ impl Live {
         source: &KafkaSource,
         shutdown: &AtomicBool,
         requests: &Receiver<Request>,
-        write_sender: &Sender<(Vec<u8>, Vec<(Partition, Offset)>)>,
+        write_sender: &Sender<CheckpointJob>,
         written_receiver: &Receiver<Written>,
     ) -> anyhow::Result<()> {
         let mut since_service = 0u32;
@@ -429,14 +442,17 @@ impl Live {
         &mut self,
         source: &KafkaSource,
         requests: &Receiver<Request>,
-        write_sender: &Sender<(Vec<u8>, Vec<(Partition, Offset)>)>,
+        write_sender: &Sender<CheckpointJob>,
         written_receiver: &Receiver<Written>,
     ) -> anyhow::Result<()> {
         self.dlq.poll();
         let pending = self.dlq.pending();
         let limit = self.settings.dlq_pending_max as i64;
         if !self.metrics.paused && pending >= limit {
-            warn!(pending, "the dead-letter topic is not keeping up: pausing consumption");
+            warn!(
+                pending,
+                "the dead-letter topic is not keeping up: pausing consumption"
+            );
             source.set_paused(true)?;
             self.metrics.paused = true;
         } else if self.metrics.paused && pending <= limit / 2 {
@@ -462,14 +478,20 @@ impl Live {
                     "checkpoint postponed: dead letters not yet acknowledged"
                 );
                 // Try again after a short while, not at every message.
-                self.last_checkpoint_at += Duration::from_secs(5).min(self.settings.checkpoint_interval);
+                self.last_checkpoint_at = Instant::now()
+                    .checked_sub(
+                        self.settings
+                            .checkpoint_interval
+                            .saturating_sub(Duration::from_secs(5)),
+                    )
+                    .unwrap_or_else(Instant::now);
             }
         }
         let now = Instant::now();
         match self.metrics.rate_at {
             Some((at, count)) if now.duration_since(at) >= Duration::from_secs(5) => {
-                self.metrics.rate = (self.metrics.consumed - count) as f64
-                    / now.duration_since(at).as_secs_f64();
+                self.metrics.rate =
+                    (self.metrics.consumed - count) as f64 / now.duration_since(at).as_secs_f64();
                 self.metrics.rate_at = Some((now, self.metrics.consumed));
             }
             None => self.metrics.rate_at = Some((now, self.metrics.consumed)),
@@ -503,7 +525,13 @@ impl Live {
     }
 
     /// Applies one message to its partition's engine; dead-letters it if rejected.
-    fn apply(&mut self, partition: Partition, offset: Offset, payload: Option<&[u8]>, key: Option<&[u8]>) {
+    fn apply(
+        &mut self,
+        partition: Partition,
+        offset: Offset,
+        payload: Option<&[u8]>,
+        key: Option<&[u8]>,
+    ) {
         let Some(index) = self.index_of(partition) else {
             // A message fetched before its partition was revoked: not ours any more.
             return;
@@ -527,16 +555,25 @@ impl Live {
         } else {
             self.settings.preparer.prepare(bytes)
         };
-        let total: usize = self.owned.iter().map(|o| o.engine.customer_count()).sum();
+        if self.limit_index != Some(index) {
+            // ledger.max_customers is per process: this partition may hold what the others
+            // leave. They do not change while this one is applied, so this holds until the
+            // next switch of partition.
+            let others: usize = self
+                .owned
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != index)
+                .map(|(_, o)| o.engine.customer_count())
+                .sum();
+            self.owned[index]
+                .engine
+                .set_max_customers(self.settings.engine.max_customers.saturating_sub(others));
+            self.limit_index = Some(index);
+        }
         let owned = &mut self.owned[index];
         let outcome = match prepared {
-            Ok(event) => {
-                let others = total - owned.engine.customer_count();
-                owned
-                    .engine
-                    .set_max_customers(self.settings.engine.max_customers.saturating_sub(others));
-                owned.engine.record(event, now).map(|_| ())
-            }
+            Ok(event) => owned.engine.record(event, now).map(|_| ()),
             Err(rejection) => {
                 owned.engine.count_rejection(rejection.reason);
                 Err(rejection)
@@ -563,7 +600,11 @@ impl Live {
         if let Some(index) = self.index_of(partition) {
             let owned = &mut self.owned[index];
             if !owned.caught_up {
-                info!(partition = partition.0, next = owned.next.map(|o| o.0), "partition read to its end");
+                info!(
+                    partition = partition.0,
+                    next = owned.next.map(|o| o.0),
+                    "partition read to its end"
+                );
             }
             owned.caught_up = true;
             owned.rebuilt = true;
@@ -582,7 +623,11 @@ impl Live {
         self.status.set(readiness);
     }
 
-    fn rebalance(&mut self, source: &KafkaSource, rebalances: Vec<Rebalance>) -> anyhow::Result<()> {
+    fn rebalance(
+        &mut self,
+        source: &KafkaSource,
+        rebalances: Vec<Rebalance>,
+    ) -> anyhow::Result<()> {
         for rebalance in rebalances {
             self.metrics.rebalances += 1;
             match rebalance {
@@ -593,6 +638,8 @@ impl Live {
                         .partition(|o| partitions.contains(&o.partition));
                     self.owned = kept;
                     self.parked.extend(revoked);
+                    self.last_index = 0;
+                    self.limit_index = None;
                 }
                 Rebalance::Assign(partitions) => {
                     info!(partitions = ?partitions.iter().map(|p| p.0).collect::<Vec<_>>(), "partitions assigned");
@@ -632,6 +679,7 @@ impl Live {
                     self.parked.clear();
                     self.owned.sort_by_key(|o| o.partition);
                     self.last_index = 0;
+                    self.limit_index = None;
                 }
             }
         }
@@ -653,7 +701,7 @@ impl Live {
         }
     }
 
-    fn start_checkpoint(&mut self, write_sender: &Sender<(Vec<u8>, Vec<(Partition, Offset)>)>) {
+    fn start_checkpoint(&mut self, write_sender: &Sender<CheckpointJob>) {
         let started = Instant::now();
         self.align();
         let mut buffer = std::mem::take(&mut self.checkpoint_buffer);
@@ -752,11 +800,19 @@ impl Live {
             .filter_map(|o| {
                 let high = *high.get(&o.partition.0)?;
                 let next = o.next.map_or(0, |n| n.0);
-                Some((format!("{{partition=\"{}\"}}", o.partition.0), (high - next).max(0) as f64))
+                Some((
+                    format!("{{partition=\"{}\"}}", o.partition.0),
+                    (high - next).max(0) as f64,
+                ))
             })
             .collect();
         family("marginstream_consumer_lag_messages", "gauge", "Messages between the next offset to read and the partition's high watermark (from librdkafka statistics).", &lag);
-        family("marginstream_consumed_messages_total", "counter", "Messages consumed by this process since it started.", &[(String::new(), m.consumed as f64)]);
+        family(
+            "marginstream_consumed_messages_total",
+            "counter",
+            "Messages consumed by this process since it started.",
+            &[(String::new(), m.consumed as f64)],
+        );
         let latency = &m.apply_latency;
         let mut quantiles: Vec<(String, f64)> = [0.5, 0.9, 0.99, 0.999]
             .iter()
@@ -765,29 +821,114 @@ impl Live {
         quantiles.push(("_sum".to_owned(), latency.sum_nanos as f64 / 1e9));
         quantiles.push(("_count".to_owned(), latency.total as f64));
         family("marginstream_apply_latency_seconds", "summary", "Time from poll returning a message to its effect being in the state (parse, tag, apply, dead-letter queueing), since start. Quantiles are bucket upper bounds (within 19 %).", &quantiles);
-        family("marginstream_consumed_messages_per_second", "gauge", "Messages consumed per second over the last 5 seconds.", &[(String::new(), m.rate)]);
-        family("marginstream_rebalances_total", "counter", "Partition assignments and revocations seen.", &[(String::new(), m.rebalances as f64)]);
-        family("marginstream_partitions_assigned", "gauge", "Partitions of the ledger topic owned by this process.", &[(String::new(), self.owned.len() as f64)]);
+        family(
+            "marginstream_consumed_messages_per_second",
+            "gauge",
+            "Messages consumed per second over the last 5 seconds.",
+            &[(String::new(), m.rate)],
+        );
+        family(
+            "marginstream_rebalances_total",
+            "counter",
+            "Partition assignments and revocations seen.",
+            &[(String::new(), m.rebalances as f64)],
+        );
+        family(
+            "marginstream_partitions_assigned",
+            "gauge",
+            "Partitions of the ledger topic owned by this process.",
+            &[(String::new(), self.owned.len() as f64)],
+        );
         family("marginstream_partitions_rebuilding", "gauge", "Owned partitions still being read from the beginning; their customers are not shown yet.", &[(String::new(), self.owned.iter().filter(|o| !o.rebuilt).count() as f64)]);
-        family("marginstream_ready", "gauge", "1 when every assigned partition is restored and caught up (as /readyz).", &[(String::new(), f64::from(u8::from(self.status.readiness() == Readiness::Ready)))]);
-        family("marginstream_checkpoints_total", "counter", "Checkpoints written.", &[(String::new(), m.checkpoints as f64)]);
-        family("marginstream_checkpoint_failures_total", "counter", "Checkpoints that failed to be written.", &[(String::new(), m.checkpoint_failures as f64)]);
+        family(
+            "marginstream_ready",
+            "gauge",
+            "1 when every assigned partition is restored and caught up (as /readyz).",
+            &[(
+                String::new(),
+                f64::from(u8::from(self.status.readiness() == Readiness::Ready)),
+            )],
+        );
+        family(
+            "marginstream_checkpoints_total",
+            "counter",
+            "Checkpoints written.",
+            &[(String::new(), m.checkpoints as f64)],
+        );
+        family(
+            "marginstream_checkpoint_failures_total",
+            "counter",
+            "Checkpoints that failed to be written.",
+            &[(String::new(), m.checkpoint_failures as f64)],
+        );
         if let Some(last) = m.last_checkpoint {
-            family("marginstream_checkpoint_last_success_timestamp_seconds", "gauge", "When the last checkpoint became durable (Unix time).", &[(String::new(), timestamp_of(last))]);
-            let age = SystemTime::now().duration_since(last).map_or(0.0, |d| d.as_secs_f64());
-            family("marginstream_checkpoint_age_seconds", "gauge", "Seconds since the last durable checkpoint.", &[(String::new(), age)]);
+            family(
+                "marginstream_checkpoint_last_success_timestamp_seconds",
+                "gauge",
+                "When the last checkpoint became durable (Unix time).",
+                &[(String::new(), timestamp_of(last))],
+            );
+            let age = SystemTime::now()
+                .duration_since(last)
+                .map_or(0.0, |d| d.as_secs_f64());
+            family(
+                "marginstream_checkpoint_age_seconds",
+                "gauge",
+                "Seconds since the last durable checkpoint.",
+                &[(String::new(), age)],
+            );
         }
-        family("marginstream_checkpoint_size_bytes", "gauge", "Size of the last checkpoint.", &[(String::new(), m.checkpoint_bytes as f64)]);
+        family(
+            "marginstream_checkpoint_size_bytes",
+            "gauge",
+            "Size of the last checkpoint.",
+            &[(String::new(), m.checkpoint_bytes as f64)],
+        );
         family("marginstream_checkpoint_duration_seconds", "gauge", "Time of the last checkpoint, by phase: encode (the loop pauses) and write (write, fsync, rename; in the background).", &[("{phase=\"encode\"}".to_owned(), m.checkpoint_encode_seconds), ("{phase=\"write\"}".to_owned(), m.checkpoint_write_seconds)]);
-        family("marginstream_restore_duration_seconds", "gauge", "Time taken to read and decode the checkpoint at start.", &[(String::new(), m.restore_seconds)]);
-        family("marginstream_restored_partitions", "gauge", "Partitions found in the checkpoint at start.", &[(String::new(), m.restored_partitions as f64)]);
+        family(
+            "marginstream_restore_duration_seconds",
+            "gauge",
+            "Time taken to read and decode the checkpoint at start.",
+            &[(String::new(), m.restore_seconds)],
+        );
+        family(
+            "marginstream_restored_partitions",
+            "gauge",
+            "Partitions found in the checkpoint at start.",
+            &[(String::new(), m.restored_partitions as f64)],
+        );
         let (delivered, failures) = self.dlq.stats();
-        family("marginstream_dlq_messages_total", "counter", "Rejected messages acknowledged by the dead-letter topic.", &[(String::new(), delivered as f64)]);
-        family("marginstream_dlq_failures_total", "counter", "Failed attempts to write to the dead-letter topic (each is retried).", &[(String::new(), failures as f64)]);
+        family(
+            "marginstream_dlq_messages_total",
+            "counter",
+            "Rejected messages acknowledged by the dead-letter topic.",
+            &[(String::new(), delivered as f64)],
+        );
+        family(
+            "marginstream_dlq_failures_total",
+            "counter",
+            "Failed attempts to write to the dead-letter topic (each is retried).",
+            &[(String::new(), failures as f64)],
+        );
         family("marginstream_dlq_pending_messages", "gauge", "Rejected messages not yet acknowledged by the dead-letter topic; consumption pauses at kafka.dlq_pending_max.", &[(String::new(), self.dlq.pending() as f64)]);
-        family("marginstream_consumer_paused", "gauge", "1 while consumption is paused for the dead-letter topic.", &[(String::new(), f64::from(u8::from(m.paused)))]);
-        family("marginstream_kafka_commit_failures_total", "counter", "Offset commits refused by Kafka (the checkpoint holds the offsets).", &[(String::new(), source.commit_failures() as f64)]);
-        family("marginstream_kafka_errors_total", "counter", "Consumer errors reported by librdkafka (it retries on its own).", &[(String::new(), m.poll_errors as f64)]);
+        family(
+            "marginstream_consumer_paused",
+            "gauge",
+            "1 while consumption is paused for the dead-letter topic.",
+            &[(String::new(), f64::from(u8::from(m.paused)))],
+        );
+        family(
+            "marginstream_kafka_commit_failures_total",
+            "counter",
+            "Offset commits refused by Kafka (the checkpoint holds the offsets).",
+            &[(String::new(), source.commit_failures() as f64)],
+        );
+        family(
+            "marginstream_kafka_errors_total",
+            "counter",
+            "Consumer errors reported by librdkafka (it retries on its own).",
+            &[(String::new(), m.poll_errors as f64)],
+        );
         out.extend_from_slice(s.as_bytes());
     }
 }

@@ -14,7 +14,8 @@ use anyhow::{bail, Context};
 use base64::Engine as _;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use marginstream_aggregator::{ClockMode, Engine, Prepared};
-use marginstream_consumer::{JsonlReader, LineBatch, ReaderOptions};
+use marginstream_consumer::kafka::TopicReader;
+use marginstream_consumer::{JsonlReader, LineBatch, Offset, Partition, ReaderOptions};
 use marginstream_exporter::openmetrics::HistoryWriter;
 use marginstream_exporter::ExporterError;
 use marginstream_model::{Counters, DurationSpec, RejectReason, Rejection, Timestamp};
@@ -53,8 +54,24 @@ pub enum Progress {
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReplayArgs {
     /// The JSONL ledger to replay, `-` for standard input.
-    #[arg(long, short, value_name = "PATH")]
-    pub input: PathBuf,
+    #[arg(
+        long,
+        short,
+        value_name = "PATH",
+        required_unless_present = "from_kafka"
+    )]
+    pub input: Option<PathBuf>,
+    /// Read kafka.topic instead of a file: every partition from its beginning to its current
+    /// end, directly (no consumer group, no offsets committed).
+    #[arg(long, conflicts_with = "input")]
+    pub from_kafka: bool,
+    /// Only events with `occurred_at` at or after this RFC 3339 time (others are skipped,
+    /// not counted; rejected messages, which have no valid time, are all reported).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only events with `occurred_at` before this RFC 3339 time.
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
     /// Where rejected lines go, one JSON object each with the reason, the error and the
     /// original line. Created (emptied) on every run.
     #[arg(
@@ -158,6 +175,62 @@ struct Prepared_ {
     batch: LineBatch,
     results: Vec<Result<Prepared, Rejection>>,
     bytes_read: u64,
+    /// With --from-kafka, the partition and offset of each line.
+    origins: Vec<(Partition, Offset)>,
+}
+
+/// The partition and offset of each line of a batch read from Kafka (empty for a file).
+type Origins = Vec<(Partition, Offset)>;
+
+/// Where replay reads: a JSONL file (or stdin), or the topic itself.
+enum Source {
+    File(JsonlReader<Box<dyn Read + Send>>),
+    Kafka(TopicReader),
+}
+
+impl Source {
+    fn next_batch(&mut self) -> anyhow::Result<Option<(LineBatch, Origins)>> {
+        match self {
+            Source::File(reader) => Ok(reader
+                .next_batch()
+                .context("cannot read the ledger")?
+                .map(|batch| (batch, Vec::new()))),
+            Source::Kafka(reader) => Ok(reader
+                .next_batch(1 << 20)
+                .context("cannot read the topic")?
+                .map(|topic| (topic.batch, topic.origins))),
+        }
+    }
+
+    fn recycle(&mut self, batch: LineBatch) {
+        if let Source::File(reader) = self {
+            reader.recycle(batch);
+        }
+    }
+
+    fn lines_read(&self) -> u64 {
+        match self {
+            Source::File(reader) => reader.lines_read(),
+            Source::Kafka(reader) => reader.messages_read(),
+        }
+    }
+
+    fn bytes_read(&self, fallback: u64) -> u64 {
+        match self {
+            Source::File(reader) => reader.bytes_read(),
+            Source::Kafka(_) => fallback,
+        }
+    }
+}
+
+/// Parses an RFC 3339 time of a flag.
+fn time_flag(name: &str, text: Option<&str>) -> anyhow::Result<Option<Timestamp>> {
+    text.map(|text| {
+        Timestamp::parse_rfc3339(text).ok_or_else(|| {
+            anyhow::anyhow!("{name}: {text:?} is not an RFC 3339 time like 2026-01-01T00:00:00Z")
+        })
+    })
+    .transpose()
 }
 
 /// Returns the wall clock as a timestamp. The binary reads the clock; the engine never does.
@@ -195,13 +268,20 @@ impl RejectedWriter {
         line_number: u64,
         line: &[u8],
         truncated_from: Option<u64>,
+        origin: Option<(Partition, Offset)>,
         rejection: &Rejection,
     ) -> anyhow::Result<()> {
         let mut record = json!({
             "reason": rejection.reason.as_str(),
             "error": rejection.message,
-            "line_number": line_number,
         });
+        match origin {
+            Some((partition, offset)) => {
+                record["partition"] = json!(partition.0);
+                record["offset"] = json!(offset.0);
+            }
+            None => record["line_number"] = json!(line_number),
+        }
         match std::str::from_utf8(line) {
             Ok(text) => record["line"] = json!(text),
             Err(_) => {
@@ -329,19 +409,14 @@ pub fn replay(config: &Config, args: &ReplayArgs) -> anyhow::Result<(Engine, Rep
         }
         _ => None,
     };
-    let (input, total_bytes) = open_input(&args.input)?;
-    let mut rejected = RejectedWriter::create(&args.rejected_out)?;
-    let mut reporter = Reporter::new(args.progress, total_bytes);
+    let since = time_flag("--since", args.since.as_deref())?;
+    let until = time_flag("--until", args.until.as_deref())?;
     let preparer = &config.preparer;
     let max_event_bytes = preparer.limits().max_event_bytes;
-    let started = Instant::now();
-    let (sender, receiver) = crossbeam_channel::bounded::<Prepared_>(READ_AHEAD_BATCHES);
-    // Consumed batches go back to the reader, so their memory is reused, not page-faulted.
-    let (recycle, recycled) = crossbeam_channel::bounded::<Prepared_>(READ_AHEAD_BATCHES + 1);
-
-    let (lines, bytes) = std::thread::scope(|scope| -> anyhow::Result<(u64, u64)> {
-        let reader_thread = scope.spawn(move || -> anyhow::Result<(u64, u64)> {
-            let mut reader = JsonlReader::new(
+    let (mut source, total_bytes) = match &args.input {
+        Some(path) => {
+            let (input, total_bytes) = open_input(path)?;
+            let reader = JsonlReader::new(
                 input,
                 ReaderOptions {
                     batch_bytes: 1 << 20,
@@ -350,6 +425,29 @@ pub fn replay(config: &Config, args: &ReplayArgs) -> anyhow::Result<(Engine, Rep
                     keep_blank_lines: true,
                 },
             );
+            (Source::File(reader), total_bytes)
+        }
+        None => {
+            let settings = crate::serve::kafka_settings(config);
+            info!(topic = %settings.topic, brokers = %settings.brokers, "reading the topic from its beginning");
+            (
+                Source::Kafka(TopicReader::new(&settings, max_event_bytes + 1)?),
+                None,
+            )
+        }
+    };
+    let mut rejected = RejectedWriter::create(&args.rejected_out)?;
+    let mut reporter = Reporter::new(args.progress, total_bytes);
+    let started = Instant::now();
+    let mut skipped = 0u64;
+    let (sender, receiver) = crossbeam_channel::bounded::<Prepared_>(READ_AHEAD_BATCHES);
+    // Consumed batches go back to the reader, so their memory is reused, not page-faulted.
+    let (recycle, recycled) = crossbeam_channel::bounded::<Prepared_>(READ_AHEAD_BATCHES + 1);
+
+    let (lines, bytes) = std::thread::scope(|scope| -> anyhow::Result<(u64, u64)> {
+        let reader_thread = scope.spawn(move || -> anyhow::Result<(u64, u64)> {
+            let reader = &mut source;
+            let mut bytes_read = 0u64;
             loop {
                 let mut results = Vec::new();
                 if let Ok(old) = recycled.try_recv() {
@@ -357,9 +455,10 @@ pub fn replay(config: &Config, args: &ReplayArgs) -> anyhow::Result<(Engine, Rep
                     results = old.results;
                     results.clear();
                 }
-                let Some(batch) = reader.next_batch().context("cannot read the ledger")? else {
+                let Some((batch, origins)) = reader.next_batch()? else {
                     break;
                 };
+                bytes_read += batch.buffer.len() as u64;
                 results.extend(batch.lines.iter().enumerate().map(|(index, line)| {
                     match line.truncated_from {
                         Some(length) => Err(Rejection::new(
@@ -372,20 +471,30 @@ pub fn replay(config: &Config, args: &ReplayArgs) -> anyhow::Result<(Engine, Rep
                 let item = Prepared_ {
                     batch,
                     results,
-                    bytes_read: reader.bytes_read(),
+                    bytes_read: reader.bytes_read(bytes_read),
+                    origins,
                 };
                 if sender.send(item).is_err() {
                     // The engine side stopped on an error of its own, reported there.
                     break;
                 }
             }
-            Ok((reader.lines_read(), reader.bytes_read()))
+            Ok((reader.lines_read(), reader.bytes_read(bytes_read)))
         });
 
         let mut events = 0u64;
         for mut item in receiver {
             let now = wall_clock();
             for (index, result) in item.results.drain(..).enumerate() {
+                if let Ok(prepared) = &result {
+                    let at = prepared.occurred_at;
+                    if since.is_some_and(|since| at < since)
+                        || until.is_some_and(|until| at >= until)
+                    {
+                        skipped += 1;
+                        continue;
+                    }
+                }
                 let outcome = match result {
                     Ok(prepared) => match history.as_mut() {
                         Some(history) => engine
@@ -406,6 +515,7 @@ pub fn replay(config: &Config, args: &ReplayArgs) -> anyhow::Result<(Engine, Rep
                         line.number,
                         item.batch.line(index),
                         line.truncated_from,
+                        item.origins.get(index).copied(),
                         &rejection,
                     )?;
                 }
@@ -421,6 +531,9 @@ pub fn replay(config: &Config, args: &ReplayArgs) -> anyhow::Result<(Engine, Rep
         }
     })?;
     reporter.finish();
+    if skipped > 0 {
+        info!(skipped, "events outside --since/--until skipped");
+    }
     let written = rejected.finish()?;
     if let (Some(history), Some(path)) = (history, &args.openmetrics_out) {
         let snapshots = history.finish(&mut engine)?;

@@ -46,16 +46,27 @@ struct AppState {
 async fn metrics(State(state): State<AppState>) -> axum::response::Response {
     let (reply, answer) = crossbeam_channel::bounded(1);
     if state.requests.try_send(Request::Scrape(reply)).is_err() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "too many scrapes in flight\n").into_response();
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many scrapes in flight\n",
+        )
+            .into_response();
     }
     let result = tokio::task::spawn_blocking(move || answer.recv_timeout(SCRAPE_TIMEOUT)).await;
     match result {
         Ok(Ok(body)) => (
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
             body,
         )
             .into_response(),
-        _ => (StatusCode::SERVICE_UNAVAILABLE, "the consumer loop did not answer\n").into_response(),
+        _ => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the consumer loop did not answer\n",
+        )
+            .into_response(),
     }
 }
 
