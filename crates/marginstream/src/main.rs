@@ -16,6 +16,8 @@ mod checkpoint;
 mod config;
 mod generate;
 mod live;
+#[cfg(test)]
+mod live_faults;
 mod replay;
 mod serve;
 
