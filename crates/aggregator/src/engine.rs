@@ -123,6 +123,12 @@ pub struct Engine {
     /// 128-bit hash as two `u64`s: 8-byte alignment makes an entry 24 bytes, not 32.
     pub(crate) dedup: HashMap<[u64; 2], i32, RandomState>,
     pub(crate) dedup_swept_at: i64,
+    /// The dedup index's own clock: the bucket of the latest `occurred_at` applied (with the
+    /// wall clock, the later of that and the wall clock then), `i64::MIN` before any. Keys
+    /// are stamped and swept by it, not by the watermark, which the live path also moves
+    /// from outside (every partition's engine to the latest watermark of all): a repeat
+    /// is then recognised by the order of its own partition's stream alone.
+    pub(crate) dedup_clock: i64,
     /// Customers are slid in bulk when the watermark has moved this many buckets.
     pub(crate) maintain_buckets: i64,
     pub(crate) maintained_at: i64,
@@ -217,6 +223,7 @@ impl Engine {
             portfolio: Series::new(label_count, config.windows.len(), i32::MIN),
             dedup: HashMap::with_hasher(RandomState::default()),
             dedup_swept_at: i64::MIN,
+            dedup_clock: i64::MIN,
             maintain_buckets: (longest_buckets.unwrap_or(16) / 16).max(1),
             maintained_at: i64::MIN,
             watermark: None,
@@ -447,7 +454,8 @@ impl Engine {
             }
         }
 
-        self.dedup.insert(dedup_key(event.key), bucket_i32(current));
+        let stamp = self.advance_dedup_clock(target);
+        self.dedup.insert(dedup_key(event.key), bucket_i32(stamp));
         self.counters.count(event.event_type, outcome);
         Ok(outcome)
     }
@@ -548,12 +556,25 @@ impl Engine {
         if new_bucket - self.maintained_at >= self.maintain_buckets {
             self.maintain();
         }
-        if new_bucket - self.dedup_swept_at >= self.dedup_sweep_buckets {
-            let oldest_kept = new_bucket - self.dedup_horizon_buckets;
-            self.dedup
-                .retain(|_, stamp| i64::from(*stamp) > oldest_kept);
-            self.dedup_swept_at = new_bucket;
+    }
+
+    /// Moves the dedup clock to `target`'s bucket and sweeps keys older than the horizon,
+    /// every 1/16 of it. Returns the clock.
+    fn advance_dedup_clock(&mut self, target: Timestamp) -> i64 {
+        let bucket = Bucket::of(target, self.bucket_seconds).0;
+        if bucket > self.dedup_clock {
+            self.dedup_clock = bucket;
+            if self.dedup_swept_at == i64::MIN {
+                self.dedup_swept_at = bucket;
+            }
+            if bucket - self.dedup_swept_at >= self.dedup_sweep_buckets {
+                let oldest_kept = bucket - self.dedup_horizon_buckets;
+                self.dedup
+                    .retain(|_, stamp| i64::from(*stamp) > oldest_kept);
+                self.dedup_swept_at = bucket;
+            }
         }
+        self.dedup_clock
     }
 
     /// Returns `true` if the key of an applied event is still remembered.

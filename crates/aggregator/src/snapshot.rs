@@ -640,6 +640,7 @@ impl Engine {
     /// | watermark | option of `i64` seconds and `u32` nanoseconds |
     /// | counters | `events` as 2 × 3 `u64`, row by row, then `rejected` as 10 `u64` |
     /// | dedup sweep, maintenance | the `i64` buckets they last ran at |
+    /// | dedup clock | `i64` bucket of the latest applied event (`i64::MIN` before any) |
     /// | dedup index | count, then each key as two `u64` and its bucket as `i32` |
     /// | portfolio | a series |
     /// | customers | count, then each id string and series, in slot order |
@@ -699,6 +700,7 @@ impl Engine {
         }
         put_i64(out, self.dedup_swept_at);
         put_i64(out, self.maintained_at);
+        put_i64(out, self.dedup_clock);
         put_count(out, self.dedup.len());
         for (key, bucket) in &self.dedup {
             put_u64(out, key[0]);
@@ -745,6 +747,7 @@ impl Engine {
             + 1
             + self.watermark.map_or(0, |_| 8 + 4)
             + COUNTERS_BYTES
+            + 8
             + 8
             + 8
             + COUNT_BYTES
@@ -833,6 +836,7 @@ impl Engine {
         let at = reader.at();
         self.dedup_swept_at = reader.i64("dedup sweep bucket")?;
         self.maintained_at = reader.i64("maintenance bucket")?;
+        self.dedup_clock = reader.i64("dedup clock")?;
         // Before the first event these are placeholders, reset by it. After, the engine
         // subtracts them from the watermark's bucket: they must be buckets it has seen.
         let seen = i64::from(i32::MIN)..=i64::from(current);
@@ -844,6 +848,17 @@ impl Engine {
                 format!(
                     "the dedup sweep bucket {} or the maintenance bucket {} is after the watermark's bucket {current}",
                     self.dedup_swept_at, self.maintained_at
+                ),
+            ));
+        }
+        if self.dedup_clock != i64::MIN
+            && !(self.watermark.is_some() && seen.contains(&self.dedup_clock))
+        {
+            return Err(Broken::corrupt(
+                at,
+                format!(
+                    "the dedup clock {} is after the watermark's bucket {current}",
+                    self.dedup_clock
                 ),
             ));
         }
@@ -1146,6 +1161,7 @@ mod tests {
         assert_eq!(a.dedup, b.dedup);
         assert_eq!(a.dedup_swept_at, b.dedup_swept_at);
         assert_eq!(a.maintained_at, b.maintained_at);
+        assert_eq!(a.dedup_clock, b.dedup_clock);
         assert_eq!(a.portfolio, b.portfolio);
         assert_eq!(a.customer_count, b.customer_count);
         let customers = |engine: &Engine| {

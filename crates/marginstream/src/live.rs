@@ -262,6 +262,11 @@ struct Live {
     last_index: usize,
     /// The partition whose engine's customer limit is current.
     limit_index: Option<usize>,
+    /// An encoded checkpoint waiting for the dead letters before it to be acknowledged,
+    /// with the number of the last of them.
+    waiting: Option<(CheckpointJob, u64)>,
+    /// Revoked and not yet given a new assignment: not ready.
+    awaiting_assignment: bool,
 }
 
 /// Runs the loop until `shutdown` is set; then takes a final checkpoint, commits and leaves
@@ -312,8 +317,7 @@ pub fn run(
 
     let source = KafkaSource::new(&settings.kafka)?;
     let dlq = DeadLetterSink::new(&settings.kafka)?;
-    let (write_sender, write_receiver) =
-        crossbeam_channel::bounded::<CheckpointJob>(1);
+    let (write_sender, write_receiver) = crossbeam_channel::bounded::<CheckpointJob>(1);
     let (written_sender, written_receiver) = crossbeam_channel::bounded::<Written>(1);
     let state = Arc::new(state);
     let writer_state = Arc::clone(&state);
@@ -353,6 +357,8 @@ pub fn run(
         max_event_bytes,
         last_index: 0,
         limit_index: None,
+        waiting: None,
+        awaiting_assignment: false,
     };
 
     let result = live.main_loop(
@@ -371,8 +377,9 @@ pub fn run(
     }
     if result.is_ok() {
         live.serve_requests(&source, &requests);
-        if live.dirty {
+        if live.dirty || live.waiting.is_some() {
             if live.dlq.flush(Duration::from_secs(30)) {
+                live.waiting = None;
                 live.start_checkpoint(&write_sender);
                 if let Ok(written) = written_receiver.recv() {
                     live.finish_write(&source, written);
@@ -412,7 +419,10 @@ impl Live {
                 Polled::Message(message) => {
                     let payload = message.payload();
                     let key = message.key();
-                    self.apply(message.partition(), message.offset(), payload, key);
+                    let rejected = self.apply(message.partition(), message.offset(), payload, key);
+                    if rejected {
+                        self.check_pause(source)?;
+                    }
                     self.metrics
                         .apply_latency
                         .record(polled_at.elapsed().as_nanos() as u64);
@@ -446,6 +456,47 @@ impl Live {
         written_receiver: &Receiver<Written>,
     ) -> anyhow::Result<()> {
         self.dlq.poll();
+        self.check_pause(source)?;
+        self.serve_requests(source, requests);
+        match written_receiver.try_recv() {
+            Ok(written) => self.finish_write(source, written),
+            Err(TryRecvError::Empty) => {}
+            Err(TryRecvError::Disconnected) => anyhow::bail!("the checkpoint writer thread died"),
+        }
+        // A checkpoint encoded after dead letter n is written once letters 1..=n are
+        // acknowledged: the loop goes on meanwhile, and never checkpoints past a letter
+        // that is not written.
+        if !self.writing {
+            if let Some((job, needed)) = self.waiting.take() {
+                if self.dlq.acknowledged_through() >= needed {
+                    if write_sender.send(job).is_ok() {
+                        self.writing = true;
+                    }
+                } else {
+                    self.waiting = Some((job, needed));
+                }
+            } else if self.dirty
+                && self.last_checkpoint_at.elapsed() >= self.settings.checkpoint_interval
+            {
+                self.start_checkpoint(write_sender);
+            }
+        }
+        let now = Instant::now();
+        match self.metrics.rate_at {
+            Some((at, count)) if now.duration_since(at) >= Duration::from_secs(5) => {
+                self.metrics.rate =
+                    (self.metrics.consumed - count) as f64 / now.duration_since(at).as_secs_f64();
+                self.metrics.rate_at = Some((now, self.metrics.consumed));
+            }
+            None => self.metrics.rate_at = Some((now, self.metrics.consumed)),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Pauses consumption while `kafka.dlq_pending_max` dead letters wait for their
+    /// acknowledgement; resumes at half of it.
+    fn check_pause(&mut self, source: &KafkaSource) -> anyhow::Result<()> {
         let pending = self.dlq.pending();
         let limit = self.settings.dlq_pending_max as i64;
         if !self.metrics.paused && pending >= limit {
@@ -459,43 +510,6 @@ impl Live {
             info!(pending, "dead letters written: resuming consumption");
             source.set_paused(false)?;
             self.metrics.paused = false;
-        }
-        self.serve_requests(source, requests);
-        match written_receiver.try_recv() {
-            Ok(written) => self.finish_write(source, written),
-            Err(TryRecvError::Empty) => {}
-            Err(TryRecvError::Disconnected) => anyhow::bail!("the checkpoint writer thread died"),
-        }
-        if !self.writing
-            && self.dirty
-            && self.last_checkpoint_at.elapsed() >= self.settings.checkpoint_interval
-        {
-            if self.dlq.flush(Duration::from_secs(5)) {
-                self.start_checkpoint(write_sender);
-            } else {
-                warn!(
-                    pending = self.dlq.pending(),
-                    "checkpoint postponed: dead letters not yet acknowledged"
-                );
-                // Try again after a short while, not at every message.
-                self.last_checkpoint_at = Instant::now()
-                    .checked_sub(
-                        self.settings
-                            .checkpoint_interval
-                            .saturating_sub(Duration::from_secs(5)),
-                    )
-                    .unwrap_or_else(Instant::now);
-            }
-        }
-        let now = Instant::now();
-        match self.metrics.rate_at {
-            Some((at, count)) if now.duration_since(at) >= Duration::from_secs(5) => {
-                self.metrics.rate =
-                    (self.metrics.consumed - count) as f64 / now.duration_since(at).as_secs_f64();
-                self.metrics.rate_at = Some((now, self.metrics.consumed));
-            }
-            None => self.metrics.rate_at = Some((now, self.metrics.consumed)),
-            _ => {}
         }
         Ok(())
     }
@@ -531,13 +545,13 @@ impl Live {
         offset: Offset,
         payload: Option<&[u8]>,
         key: Option<&[u8]>,
-    ) {
+    ) -> bool {
         let Some(index) = self.index_of(partition) else {
             // A message fetched before its partition was revoked: not ours any more.
-            return;
+            return false;
         };
         if self.owned[index].next.is_some_and(|next| offset < next) {
-            return;
+            return false;
         }
         self.metrics.consumed += 1;
         self.dirty = true;
@@ -593,7 +607,9 @@ impl Live {
                 partition,
                 offset,
             });
+            return true;
         }
+        false
     }
 
     fn caught_up(&mut self, partition: Partition) {
@@ -613,7 +629,7 @@ impl Live {
     }
 
     fn update_readiness(&self) {
-        let readiness = if !self.assigned_once {
+        let readiness = if !self.assigned_once || self.awaiting_assignment {
             Readiness::Joining
         } else if self.owned.iter().all(|o| o.caught_up) {
             Readiness::Ready
@@ -638,12 +654,14 @@ impl Live {
                         .partition(|o| partitions.contains(&o.partition));
                     self.owned = kept;
                     self.parked.extend(revoked);
+                    self.awaiting_assignment = true;
                     self.last_index = 0;
                     self.limit_index = None;
                 }
                 Rebalance::Assign(partitions) => {
                     info!(partitions = ?partitions.iter().map(|p| p.0).collect::<Vec<_>>(), "partitions assigned");
                     self.assigned_once = true;
+                    self.awaiting_assignment = false;
                     let mut starts = Vec::new();
                     for partition in partitions {
                         if self.owned.iter().any(|o| o.partition == partition) {
@@ -675,6 +693,11 @@ impl Live {
                         self.owned.push(owned);
                     }
                     source.assign(&starts)?;
+                    // librdkafka keeps a paused partition paused across a reassignment;
+                    // newly assigned ones must be paused too while the DLQ is stalled.
+                    if self.metrics.paused {
+                        source.set_paused(true)?;
+                    }
                     // Whatever was parked and not given back belongs to another member now.
                     self.parked.clear();
                     self.owned.sort_by_key(|o| o.partition);
@@ -724,8 +747,13 @@ impl Live {
         self.metrics.checkpoint_encode_seconds = started.elapsed().as_secs_f64();
         self.dirty = false;
         self.last_checkpoint_at = Instant::now();
-        if write_sender.send((buffer, offsets)).is_ok() {
-            self.writing = true;
+        let needed = self.dlq.last_sent();
+        if self.dlq.acknowledged_through() >= needed {
+            if write_sender.send((buffer, offsets)).is_ok() {
+                self.writing = true;
+            }
+        } else {
+            self.waiting = Some(((buffer, offsets), needed));
         }
     }
 
