@@ -26,6 +26,7 @@ test: deps ## Run every test: unit, property, golden, CLI, live Kafka (Tansu), f
 	scripts/promtool-check.sh
 	python3 tests/e2e/backfill.py --binary target/debug/marginstream
 	python3 tests/e2e/dashboard.py --binary target/debug/marginstream
+	python3 tests/e2e/live_alert.py --binary target/debug/marginstream
 	python3 tests/independent/check.py --binary target/debug/marginstream
 
 check-config: ## Validate every configuration file in config/
