@@ -52,6 +52,9 @@ deps: ## Install what the build needs and the machine lacks (OpenSSL headers for
 bench: deps build ## Run the criterion benches, the replay and the Kafka benches; writes target/bench/report.md
 	$(CARGO) bench --bench engine
 	scripts/bench-e2e.sh
+	$(CARGO) build --release --example bare_consumer
+	scripts/bench-kafka.sh
+	scripts/bench-restore.sh
 
 fuzz: ## Fuzz the event parser for FUZZ_SECONDS (default 60); installs cargo-fuzz if missing
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
