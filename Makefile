@@ -19,7 +19,7 @@ lint: ## Check formatting and run clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-test: deps ## Run every test: unit, property, golden, CLI, live Kafka (Tansu), faults, promtool, backfill, independent check
+test: deps ## Run every test: unit, property, golden, CLI, live Kafka (Tansu), faults, promtool, backfill, dashboard, live alert, deploy files, independent check
 	scripts/broker.sh install >/dev/null
 	$(CARGO) build --workspace
 	$(CARGO) test --workspace
@@ -27,6 +27,7 @@ test: deps ## Run every test: unit, property, golden, CLI, live Kafka (Tansu), f
 	python3 tests/e2e/backfill.py --binary target/debug/marginstream
 	python3 tests/e2e/dashboard.py --binary target/debug/marginstream
 	python3 tests/e2e/live_alert.py --binary target/debug/marginstream
+	scripts/check-deploy.sh
 	python3 tests/independent/check.py --binary target/debug/marginstream
 
 check-config: ## Validate every configuration file in config/
@@ -48,6 +49,10 @@ broker: ## Start the local Tansu broker on 127.0.0.1:9092 and create the ledger 
 
 deps: ## Install what the build needs and the machine lacks (OpenSSL headers for librdkafka)
 	@scripts/deps.sh
+
+check-deploy: ## Check the Dockerfile, compose stack and Kubernetes manifests offline (no Docker engine needed)
+	$(CARGO) build -p marginstream
+	scripts/check-deploy.sh --build
 
 bench: deps build ## Run the criterion benches, the replay and the Kafka benches; writes target/bench/report.md
 	$(CARGO) bench --bench engine
@@ -71,4 +76,4 @@ fuzz: ## Fuzz the event parser for FUZZ_SECONDS (default 60); installs cargo-fuz
 clean: ## Remove build outputs
 	$(CARGO) clean
 
-.PHONY: help build fmt lint test check-config demo replay-demo broker deps bench fuzz clean
+.PHONY: help build fmt lint test check-config check-deploy demo replay-demo broker deps bench fuzz clean

@@ -117,4 +117,16 @@ fn environment_and_flags_override_the_file() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("ledger.windowz: unknown key"));
+    // Kubernetes' service links for a Service named marginstream are not overrides.
+    let output = std::process::Command::new(marginstream_tests::binary())
+        .args(["check-config"])
+        .env("MARGINSTREAM_PORT", "tcp://10.0.0.7:9898")
+        .env("MARGINSTREAM_SERVICE_HOST", "10.0.0.7")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

@@ -12,29 +12,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use marginstream_tests::exposition::{assert_same, Metrics};
 use marginstream_tests::{binary, root};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rust_decimal::Decimal;
-
-/// Families of the process's own metrics, left out of comparisons with replay.
-const SELF_PREFIXES: [&str; 13] = [
-    "marginstream_consumer_",
-    "marginstream_consumed_",
-    "marginstream_rebalances",
-    "marginstream_partitions_",
-    "marginstream_ready",
-    "marginstream_checkpoint",
-    "marginstream_restore",
-    "marginstream_restored",
-    "marginstream_dlq_",
-    "marginstream_kafka_",
-    "marginstream_apply_latency",
-    "marginstream_events_total",
-    "marginstream_watermark",
-];
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -355,109 +339,6 @@ impl Drop for Instance {
             let _ = self.child.wait();
         }
     }
-}
-
-/// A parsed exposition: series (name and labels) to value text.
-#[derive(Debug, Clone, Default)]
-struct Metrics {
-    series: BTreeMap<String, String>,
-}
-
-impl Metrics {
-    fn parse(text: &str) -> Metrics {
-        let series = text
-            .lines()
-            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-            .filter_map(|l| l.rsplit_once(' '))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
-        Metrics { series }
-    }
-
-    fn value(&self, name: &str) -> f64 {
-        self.series
-            .get(name)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0)
-    }
-
-    /// Every event counted: applied, late, duplicate and rejected.
-    fn counted(&self) -> u64 {
-        self.series
-            .iter()
-            .filter(|(k, _)| {
-                k.starts_with("marginstream_events_total{")
-                    || k.starts_with("marginstream_rejected_events_total{")
-            })
-            .map(|(_, v)| v.parse::<u64>().unwrap_or(0))
-            .sum()
-    }
-
-    /// The business gauges and the rejection counters, without the process's own families.
-    fn gauges(&self) -> BTreeMap<String, String> {
-        self.series
-            .iter()
-            .filter(|(k, _)| !SELF_PREFIXES.iter().any(|p| k.starts_with(p)))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
-    }
-
-    /// `applied + late` and `duplicate` per event type: lateness depends on partition order.
-    fn outcomes(&self) -> BTreeMap<String, u64> {
-        let mut out = BTreeMap::new();
-        for (k, v) in &self.series {
-            if let Some(labels) = k.strip_prefix("marginstream_events_total") {
-                let kind = if labels.contains("outcome=\"duplicate\"") {
-                    "duplicate"
-                } else {
-                    "applied+late"
-                };
-                let event_type = labels
-                    .split("event_type=\"")
-                    .nth(1)
-                    .and_then(|s| s.split('"').next())
-                    .unwrap_or("?");
-                *out.entry(format!("{event_type} {kind}")).or_default() +=
-                    v.parse::<u64>().unwrap_or(0);
-            }
-        }
-        out
-    }
-
-    /// Series of the window `window` only.
-    fn window(&self, window: &str) -> BTreeMap<String, String> {
-        let label = format!("window=\"{window}\"");
-        self.gauges()
-            .into_iter()
-            .filter(|(k, _)| k.contains(&label))
-            .collect()
-    }
-}
-
-fn assert_same(
-    context: &str,
-    expected: &BTreeMap<String, String>,
-    actual: &BTreeMap<String, String>,
-) {
-    let mut problems = Vec::new();
-    for (k, v) in expected {
-        match actual.get(k) {
-            Some(a) if a == v => {}
-            other => problems.push(format!("{k}: expected {v}, got {other:?}")),
-        }
-    }
-    for k in actual.keys() {
-        if !expected.contains_key(k) {
-            problems.push(format!("{k}: not expected, got {}", actual[k]));
-        }
-    }
-    assert!(
-        problems.is_empty(),
-        "{context}: {} of {} series differ, first ones:\n{}",
-        problems.len(),
-        expected.len(),
-        problems[..problems.len().min(15)].join("\n")
-    );
 }
 
 /// Reads a topic from the beginning to its end: (payload, headers) of every message.

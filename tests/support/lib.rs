@@ -1,6 +1,8 @@
 //! Shared helpers of the integration tests: locating the binary, running it, and comparing
 //! texts with a readable diff.
 
+pub mod exposition;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

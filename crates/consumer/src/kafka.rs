@@ -291,6 +291,16 @@ fn client_config(settings: &KafkaSettings) -> ClientConfig {
     config
 }
 
+/// The configuration of a client that is not a consumer (producers, admin): the passthrough
+/// properties without the consumer's own.
+fn producer_config(settings: &KafkaSettings) -> ClientConfig {
+    let mut config = client_config(settings);
+    for property in ["group.id", "auto.offset.reset", "enable.auto.commit"] {
+        config.remove(property);
+    }
+    config
+}
+
 impl KafkaSource {
     /// Creates the consumer and subscribes to the topic. Joining the group happens in
     /// `poll`. Sets, whatever `kafka.properties` says: `group.id`, no auto commit and no
@@ -612,10 +622,7 @@ impl DeadLetterSink {
     /// Creates the producer. `message.timeout.ms` defaults to 30 s here (librdkafka: 300 s),
     /// so that a failing topic is noticed and retried by the sink while the consumer waits.
     pub fn new(settings: &KafkaSettings) -> Result<DeadLetterSink, ConsumerError> {
-        let mut config = client_config(settings);
-        for property in ["group.id", "auto.offset.reset", "enable.auto.commit"] {
-            config.remove(property);
-        }
+        let mut config = producer_config(settings);
         config
             .set("enable.idempotence", "true")
             .set("acks", "all")
@@ -771,10 +778,7 @@ pub async fn create_topics(
 ) -> Result<(), ConsumerError> {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     use rdkafka::client::DefaultClientContext;
-    let mut config = client_config(settings);
-    for property in ["group.id", "auto.offset.reset", "enable.auto.commit"] {
-        config.remove(property);
-    }
+    let config = producer_config(settings);
     let admin: AdminClient<DefaultClientContext> =
         config.create().map_err(|source| ConsumerError::Kafka {
             what: "create the admin client".to_owned(),
@@ -865,10 +869,7 @@ pub fn ledger_key(line: &[u8]) -> Option<Vec<u8>> {
 impl LedgerProducer {
     /// Creates an idempotent producer (`acks=all`).
     pub fn new(settings: &KafkaSettings) -> Result<LedgerProducer, ConsumerError> {
-        let mut config = client_config(settings);
-        for property in ["group.id", "auto.offset.reset", "enable.auto.commit"] {
-            config.remove(property);
-        }
+        let mut config = producer_config(settings);
         config
             .set("enable.idempotence", "true")
             .set("acks", "all")

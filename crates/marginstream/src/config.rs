@@ -323,9 +323,15 @@ pub fn load(
         None => toml::Table::new(),
     };
     let mut problems = Vec::new();
+    // A key is always SECTION__KEY: a variable without `__` (Kubernetes' service links
+    // give a Service named marginstream MARGINSTREAM_PORT, MARGINSTREAM_SERVICE_HOST, ...)
+    // is not an override.
     let mut env: Vec<(String, String)> = env
         .into_iter()
-        .filter(|(name, _)| name.starts_with(ENV_PREFIX))
+        .filter(|(name, _)| {
+            name.strip_prefix(ENV_PREFIX)
+                .is_some_and(|rest| rest.contains("__"))
+        })
         .collect();
     env.sort();
     for (name, value) in env {

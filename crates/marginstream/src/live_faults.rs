@@ -23,6 +23,7 @@ use marginstream_consumer::kafka::LedgerProducer;
 use marginstream_consumer::{KafkaSettings, Offset, Partition};
 use marginstream_exporter::{render_prometheus, RenderOptions};
 use marginstream_model::{RejectReason, Rejection};
+use marginstream_tests::exposition::{assert_same, Metrics};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
@@ -40,25 +41,6 @@ use crate::serve::kafka_settings;
 
 /// Partitions of the ledger topic.
 const PARTITIONS: i32 = 4;
-
-/// Families of the process's own metrics, left out of comparisons with the reference. The
-/// event counters and the watermark are compared apart: lateness depends on the order of
-/// the partitions, and the watermark is the same either way but shown by both.
-const SELF_PREFIXES: [&str; 13] = [
-    "marginstream_consumer_",
-    "marginstream_consumed_",
-    "marginstream_rebalances",
-    "marginstream_partitions_",
-    "marginstream_ready",
-    "marginstream_checkpoint",
-    "marginstream_restore",
-    "marginstream_restored",
-    "marginstream_dlq_",
-    "marginstream_kafka_",
-    "marginstream_apply_latency",
-    "marginstream_events_total",
-    "marginstream_watermark",
-];
 
 /// A deterministic ledger of about `customers * days * 5` lines with bad and repeated lines,
 /// one message per line (as `marginstream produce` cuts it).
@@ -346,79 +328,20 @@ impl Drop for Instance {
     }
 }
 
-/// A parsed exposition: series (name and labels) to value text.
-#[derive(Debug, Clone, Default)]
-struct Metrics {
-    series: BTreeMap<String, String>,
+/// What the fault tests read of an exposition beyond the shared helpers.
+trait MetricsExt {
+    fn count(&self, name: &str) -> u64;
+    fn ready(&self) -> bool;
+    fn summary(&self) -> String;
 }
 
-impl Metrics {
-    fn parse(text: &str) -> Metrics {
-        let series = text
-            .lines()
-            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-            .filter_map(|l| l.rsplit_once(' '))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
-        Metrics { series }
-    }
-
-    fn value(&self, name: &str) -> f64 {
-        self.series
-            .get(name)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0)
-    }
-
+impl MetricsExt for Metrics {
     fn count(&self, name: &str) -> u64 {
         self.value(name) as u64
     }
 
     fn ready(&self) -> bool {
         self.value("marginstream_ready") == 1.0
-    }
-
-    /// Every message counted by the shown engines: applied, late, duplicate and rejected.
-    fn counted(&self) -> u64 {
-        self.series
-            .iter()
-            .filter(|(k, _)| {
-                k.starts_with("marginstream_events_total{")
-                    || k.starts_with("marginstream_rejected_events_total{")
-            })
-            .map(|(_, v)| v.parse::<u64>().unwrap_or(0))
-            .sum()
-    }
-
-    /// The contract's gauges and the rejection counters, without the process's own families.
-    fn gauges(&self) -> BTreeMap<String, String> {
-        self.series
-            .iter()
-            .filter(|(k, _)| !SELF_PREFIXES.iter().any(|p| k.starts_with(p)))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
-    }
-
-    /// `applied + late` and `duplicate` per event type: lateness depends on partition order.
-    fn outcomes(&self) -> BTreeMap<String, u64> {
-        let mut out = BTreeMap::new();
-        for (k, v) in &self.series {
-            if let Some(labels) = k.strip_prefix("marginstream_events_total") {
-                let kind = if labels.contains("outcome=\"duplicate\"") {
-                    "duplicate"
-                } else {
-                    "applied+late"
-                };
-                let event_type = labels
-                    .split("event_type=\"")
-                    .nth(1)
-                    .and_then(|s| s.split('"').next())
-                    .unwrap_or("?");
-                *out.entry(format!("{event_type} {kind}")).or_default() +=
-                    v.parse::<u64>().unwrap_or(0);
-            }
-        }
-        out
     }
 
     /// The figures that say where the loop is, for failure messages.
@@ -448,32 +371,6 @@ impl Metrics {
         parts.push(format!("counted={}", self.counted()));
         parts.join(" ")
     }
-}
-
-fn assert_same(
-    context: &str,
-    expected: &BTreeMap<String, String>,
-    actual: &BTreeMap<String, String>,
-) {
-    let mut problems = Vec::new();
-    for (k, v) in expected {
-        match actual.get(k) {
-            Some(a) if a == v => {}
-            other => problems.push(format!("{k}: expected {v}, got {other:?}")),
-        }
-    }
-    for (k, v) in actual {
-        if !expected.contains_key(k) {
-            problems.push(format!("{k}: not expected, got {v}"));
-        }
-    }
-    assert!(
-        problems.is_empty(),
-        "{context}: {} of {} series differ, first ones:\n{}",
-        problems.len(),
-        expected.len(),
-        problems[..problems.len().min(15)].join("\n")
-    );
 }
 
 /// Applies one message as the loop does: the size limit, then prepare and record. Returns

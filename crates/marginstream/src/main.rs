@@ -280,15 +280,13 @@ fn main() -> ExitCode {
         | Command::CheckConfig(args)
         | Command::Replay { config: args, .. }
         | Command::Produce { config: args, .. }
-        | Command::CreateTopics { config: args, .. } => {
-            match args.load() {
-                Ok(config) => Some(config),
-                Err(error) => {
-                    eprintln!("error: {error}");
-                    return ExitCode::from(2);
-                }
+        | Command::CreateTopics { config: args, .. } => match args.load() {
+            Ok(config) => Some(config),
+            Err(error) => {
+                eprintln!("error: {error}");
+                return ExitCode::from(2);
             }
-        }
+        },
         Command::Generate(_) => None,
     };
     let result = match (&cli.command, loaded) {
