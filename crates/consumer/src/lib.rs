@@ -4,8 +4,11 @@
 //!
 //! - [`jsonl`]: the JSONL file source (a file or stdin, one event per line) for
 //!   `marginstream replay`: [`JsonlReader`] cuts the bytes into [`LineBatch`]es.
-//! - [`kafka`]: the Kafka source for `marginstream run`: a consumer group member whose
-//!   partitions start where the application's state says, and the dead-letter producer.
+//! - [`kafka`]: the Kafka side of `marginstream run`: a consumer group member whose
+//!   partitions start where the application's state says ([`KafkaSource`]), the
+//!   dead-letter producer that never drops a letter ([`DeadLetterSink`]), the topic reader
+//!   of `replay --from-kafka` ([`kafka::TopicReader`]), the ledger producer and topic
+//!   creation of the demo and tests.
 //! - [`error`]: the crate's one error type.
 //!
 //! # Design decisions
