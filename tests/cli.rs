@@ -229,3 +229,37 @@ fn openmetrics_history_stamps_a_boundary_reached_exactly() {
     );
     assert_eq!(output.status.code(), Some(2));
 }
+
+#[test]
+fn run_refuses_a_corrupt_checkpoint_at_once() {
+    // Before any broker is contacted: the state is refused whole, and the process exits.
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::write(
+        state.join("checkpoint.bin"),
+        b"MSCKPT\x00\x01 not a checkpoint",
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let output = run(
+        dir.path(),
+        &[
+            "run",
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("refusing the checkpoint") && stderr.contains("move it away"),
+        "{stderr}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "it exits at once, the HTTP server with it"
+    );
+}
