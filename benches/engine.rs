@@ -104,6 +104,33 @@ fn bench(c: &mut Criterion) {
         });
     }
     group.finish();
+
+    // A checkpoint of 100k customers (4 events each, 400k dedup keys): the loop pauses for
+    // the encoding; a restart pays the decoding.
+    let mut group = c.benchmark_group("checkpoint");
+    group.sample_size(10);
+    let customers = 100_000;
+    let mut engine = Engine::new(&EngineConfig::default()).unwrap();
+    for (i, line) in ledger(customers * 4).iter().enumerate() {
+        let mut event = preparer.prepare(line.as_bytes()).unwrap();
+        event.customer_id = Some(format!("cust-{:07}", i % customers).into());
+        engine.record(event, now()).unwrap();
+    }
+    let mut bytes = Vec::new();
+    engine.encode(&mut bytes);
+    group.throughput(Throughput::Elements(customers as u64));
+    group.bench_function("encode_100k_customers", |b| {
+        let mut out = Vec::with_capacity(bytes.len());
+        b.iter(|| {
+            out.clear();
+            engine.encode(&mut out);
+            out.len()
+        })
+    });
+    group.bench_function("decode_100k_customers", |b| {
+        b.iter(|| Engine::decode(&EngineConfig::default(), black_box(&bytes)).unwrap())
+    });
+    group.finish();
 }
 
 criterion_group!(benches, bench);

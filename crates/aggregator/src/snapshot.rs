@@ -975,7 +975,6 @@ mod tests {
     //! refused by name, and no input bytes make decoding panic.
 
     use std::collections::{BTreeMap, HashMap};
-    use std::time::Instant;
 
     use marginstream_model::{
         CostFunction, Counters, Currency, DurationSpec, EventType, Figures, GaugeView, Line,
@@ -1555,40 +1554,6 @@ mod tests {
         );
         engine.set_max_customers(usize::MAX);
         assert_eq!(engine.max_customers(), u32::MAX as usize);
-    }
-
-    /// Measures a checkpoint of 100,000 customers. Run with
-    /// `cargo test --release -p marginstream-aggregator -- --ignored --nocapture`.
-    #[test]
-    #[ignore = "a measurement, meaningful in release builds only"]
-    fn a_hundred_thousand_customers_encode_quickly() {
-        let config = EngineConfig::default();
-        let mut engine = Engine::new(&config).expect("valid");
-        let preparer = preparer();
-        let now = Timestamp::from_seconds(T0 + 400 * DAY);
-        for event in 0..400_000u32 {
-            let customer = event % 100_000;
-            let json = format!(
-                r#"{{"event_type":"Revenue_Event","event_id":"e{event}","customer_id":"customer-{customer:06}","occurred_at":"{}","amount":"{}.25","currency":"USD"}}"#,
-                Timestamp::from_seconds(T0 + i64::from(event) * 20).to_rfc3339(),
-                event % 1_000
-            );
-            let prepared = preparer.prepare(json.as_bytes()).expect("valid event");
-            engine.record(prepared, now).expect("applied");
-        }
-        let started = Instant::now();
-        let bytes = encode(&engine);
-        let encoded = started.elapsed();
-        let started = Instant::now();
-        let restored = Engine::decode(&config, &bytes).expect("restores");
-        let decoded = started.elapsed();
-        println!(
-            "{} customers, {} dedup keys: {} bytes, encoded in {encoded:?}, decoded in {decoded:?}",
-            restored.customer_count(),
-            restored.dedup.len(),
-            bytes.len()
-        );
-        assert_same_state(&engine, &restored);
     }
 
     proptest! {
