@@ -78,6 +78,8 @@ impl Drop for Broker {
 
 /// One test's files and settings.
 struct Setup {
+    /// `partition.assignment.strategy`, when not librdkafka's default (eager).
+    strategy: Option<&'static str>,
     dir: tempfile::TempDir,
     broker: Broker,
     topic: String,
@@ -88,6 +90,7 @@ impl Setup {
     fn new(test: &str, partitions: u32) -> Setup {
         let broker = Broker::start(test);
         let setup = Setup {
+            strategy: None,
             dir: tempfile::tempdir().expect("a temporary directory"),
             topic: format!("{}.events", broker.prefix),
             dlq: format!("{}.dlq", broker.prefix),
@@ -126,7 +129,7 @@ group_id = "{topic}.group"
 # This broker assigns partitions session.timeout.ms / 2 after a join.
 "session.timeout.ms" = "6000"
 "heartbeat.interval.ms" = "500"
-
+{strategy}
 [metrics]
 listen = "{listen}"
 
@@ -141,6 +144,9 @@ checkpoint_interval = "1s"
             topic = self.topic,
             dlq = self.dlq,
             state = self.path(&format!("{name}-state")).display(),
+            strategy = self.strategy.map_or(String::new(), |s| {
+                format!("\"partition.assignment.strategy\" = \"{s}\"\n")
+            }),
         );
         std::fs::write(&path, text).expect("the configuration is written");
         path
@@ -616,7 +622,19 @@ fn add_decimal(into: &mut BTreeMap<String, Decimal>, key: &str, value: &str) {
 
 #[test]
 fn two_instances_share_the_customers_and_the_survivor_takes_over() {
-    let setup = Setup::new("scale", 4);
+    scale_out(Setup::new("scale", 4));
+}
+
+#[test]
+fn scale_out_with_the_cooperative_protocol() {
+    let mut setup = Setup::new("cooperative", 4);
+    setup.strategy = Some("cooperative-sticky");
+    scale_out(setup);
+}
+
+/// Two instances in one group, then one of them stopped gracefully: the union of both, and
+/// later the survivor alone, equal the replay on the lifetime window.
+fn scale_out(setup: Setup) {
     let ledger = setup.generate(&[
         "--customers",
         "200",
