@@ -134,10 +134,15 @@ impl ClientContext for SourceContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        // The end of a partition comes as an error event too; it is handled in `poll`.
-        if error.rdkafka_error_code() != Some(RDKafkaErrorCode::PartitionEOF) {
-            tracing::warn!(error = %error, reason, "librdkafka error (it retries on its own)");
-        }
+        warn_librdkafka_error(&error, reason);
+    }
+}
+
+/// Logs a client error of librdkafka (it retries on its own). The end of a partition comes
+/// as an error event too; the consumers handle it in `poll`, so it is no warning.
+fn warn_librdkafka_error(error: &KafkaError, reason: &str) {
+    if error.rdkafka_error_code() != Some(RDKafkaErrorCode::PartitionEOF) {
+        tracing::warn!(error = %error, reason, "librdkafka error (it retries on its own)");
     }
 }
 
@@ -952,9 +957,7 @@ impl ClientContext for ReaderContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        if error.rdkafka_error_code() != Some(RDKafkaErrorCode::PartitionEOF) {
-            tracing::warn!(error = %error, reason, "librdkafka error (it retries on its own)");
-        }
+        warn_librdkafka_error(&error, reason);
     }
 }
 

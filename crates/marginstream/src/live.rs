@@ -33,7 +33,7 @@ use marginstream_consumer::{
     DeadLetterSink, KafkaSettings, KafkaSource, Offset, Partition, Polled, Rebalance, StartAt,
 };
 use marginstream_exporter::{RenderOptions, Renderer};
-use marginstream_model::{RejectReason, Rejection, Timestamp};
+use marginstream_model::Timestamp;
 use tracing::{error, info, warn};
 
 use crate::checkpoint::{self, StateDir};
@@ -231,7 +231,8 @@ type CheckpointJob = (Vec<u8>, Vec<(Partition, Offset)>);
 struct Written {
     offsets: Vec<(Partition, Offset)>,
     result: anyhow::Result<Duration>,
-    bytes: usize,
+    /// The checkpoint's bytes, handed back so the next one reuses the allocation.
+    buffer: Vec<u8>,
 }
 
 fn timestamp_of(time: SystemTime) -> f64 {
@@ -258,7 +259,6 @@ struct Live {
     last_checkpoint_at: Instant,
     writing: bool,
     checkpoint_buffer: Vec<u8>,
-    max_event_bytes: usize,
     last_index: usize,
     /// The partition whose engine's customer limit is current.
     limit_index: Option<usize>,
@@ -276,6 +276,19 @@ pub fn run(
     shutdown: Arc<AtomicBool>,
     requests: Receiver<Request>,
     status: Arc<Status>,
+) -> anyhow::Result<()> {
+    let result = run_until_stopped(settings, &shutdown, &requests, &status);
+    // On every path, a refused checkpoint at start included: the HTTP server stops with
+    // the loop.
+    status.finished.store(true, Ordering::Release);
+    result
+}
+
+fn run_until_stopped(
+    settings: LiveSettings,
+    shutdown: &AtomicBool,
+    requests: &Receiver<Request>,
+    status: &Arc<Status>,
 ) -> anyhow::Result<()> {
     let state = StateDir::open(&settings.state_dir)?;
     let restore_started = Instant::now();
@@ -324,12 +337,12 @@ pub fn run(
     let writer = std::thread::Builder::new()
         .name("checkpoint-writer".to_owned())
         .spawn(move || {
-            for (bytes, offsets) in write_receiver {
-                let result = writer_state.write(&bytes);
+            for (buffer, offsets) in write_receiver {
+                let result = writer_state.write(&buffer);
                 let written = Written {
                     offsets,
                     result,
-                    bytes: bytes.len(),
+                    buffer,
                 };
                 if written_sender.send(written).is_err() {
                     break;
@@ -338,7 +351,6 @@ pub fn run(
         })
         .context("cannot start the checkpoint writer thread")?;
 
-    let max_event_bytes = settings.preparer.limits().max_event_bytes;
     let mut live = Live {
         settings,
         dlq,
@@ -348,13 +360,12 @@ pub fn run(
         watermark: None,
         renderer: Renderer::new(RenderOptions::default()),
         metrics,
-        status: Arc::clone(&status),
+        status: Arc::clone(status),
         assigned_once: false,
         dirty: false,
         last_checkpoint_at: Instant::now(),
         writing: false,
         checkpoint_buffer: Vec::new(),
-        max_event_bytes,
         last_index: 0,
         limit_index: None,
         waiting: None,
@@ -363,8 +374,8 @@ pub fn run(
 
     let result = live.main_loop(
         &source,
-        &shutdown,
-        &requests,
+        shutdown,
+        requests,
         &write_sender,
         &written_receiver,
     );
@@ -376,7 +387,7 @@ pub fn run(
         }
     }
     if result.is_ok() {
-        live.serve_requests(&source, &requests);
+        live.serve_requests(&source, requests);
         if live.dirty || live.waiting.is_some() {
             if live.dlq.flush(Duration::from_secs(30)) {
                 live.waiting = None;
@@ -396,7 +407,6 @@ pub fn run(
     let _ = writer.join();
     drop(live);
     source.close();
-    status.finished.store(true, Ordering::Release);
     info!("left the consumer group");
     result
 }
@@ -557,18 +567,8 @@ impl Live {
         self.dirty = true;
         let now = wall_clock();
         let bytes = payload.unwrap_or_default();
-        let prepared = if bytes.len() > self.max_event_bytes {
-            Err(Rejection::new(
-                RejectReason::Oversized,
-                format!(
-                    "message is {} bytes, more than ledger.max_event_bytes = {}",
-                    bytes.len(),
-                    self.max_event_bytes
-                ),
-            ))
-        } else {
-            self.settings.preparer.prepare(bytes)
-        };
+        // The parser checks ledger.max_event_bytes first (oversized).
+        let prepared = self.settings.preparer.prepare(bytes);
         if self.limit_index != Some(index) {
             // ledger.max_customers is per process: this partition may hold what the others
             // leave. They do not change while this one is applied, so this holds until the
@@ -759,10 +759,12 @@ impl Live {
 
     fn finish_write(&mut self, source: &KafkaSource, written: Written) {
         self.writing = false;
+        let bytes = written.buffer.len();
+        self.checkpoint_buffer = written.buffer;
         match written.result {
             Ok(duration) => {
                 self.metrics.checkpoints += 1;
-                self.metrics.checkpoint_bytes = written.bytes as u64;
+                self.metrics.checkpoint_bytes = bytes as u64;
                 self.metrics.checkpoint_write_seconds = duration.as_secs_f64();
                 self.metrics.last_checkpoint = Some(SystemTime::now());
                 // Commit only what is still ours; the checkpoint is the truth either way.

@@ -139,13 +139,7 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
         let status = Arc::clone(&status);
         std::thread::Builder::new()
             .name("ledger-loop".to_owned())
-            .spawn(move || {
-                let result = live::run(settings, shutdown, receiver, Arc::clone(&status));
-                // Whatever the outcome (a refused checkpoint fails at once), the HTTP server
-                // stops with the loop.
-                status.finished.store(true, Ordering::Release);
-                result
-            })
+            .spawn(move || live::run(settings, shutdown, receiver, status))
             .context("cannot start the consumer loop thread")?
     };
     let state = AppState {
