@@ -5,7 +5,7 @@
 //!
 //! A test that cannot start its broker fails, saying why; none is skipped.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -13,11 +13,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use marginstream_tests::exposition::{assert_same, Metrics};
+use marginstream_tests::topic::read_topic;
 use marginstream_tests::{binary, root};
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rust_decimal::Decimal;
 
 fn free_port() -> u16 {
@@ -347,55 +344,6 @@ impl Drop for Instance {
     }
 }
 
-/// Reads a topic from the beginning to its end: (payload, headers) of every message.
-fn read_topic(
-    brokers: &str,
-    topic: &str,
-    partitions: i32,
-) -> Vec<(Vec<u8>, HashMap<String, String>)> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", format!("{topic}.reader"))
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .create()
-        .expect("a reader consumer");
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
-            .expect("a partition");
-    }
-    consumer.assign(&tpl).expect("assign the topic");
-    let mut out = Vec::new();
-    let mut ended = std::collections::HashSet::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while ended.len() < partitions as usize {
-        assert!(Instant::now() < deadline, "timed out reading {topic}");
-        match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => {
-                let mut headers = HashMap::new();
-                if let Some(h) = m.headers() {
-                    for header in h.iter() {
-                        headers.insert(
-                            header.key.to_owned(),
-                            String::from_utf8_lossy(header.value.unwrap_or_default()).into_owned(),
-                        );
-                    }
-                }
-                out.push((m.payload().unwrap_or_default().to_vec(), headers));
-            }
-            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
-                ended.insert(p);
-            }
-            Some(Err(e))
-                if e.rdkafka_error_code()
-                    == Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF) => {}
-            _ => {}
-        }
-    }
-    out
-}
-
 fn line_bytes(record: &serde_json::Value) -> Vec<u8> {
     record["line"]
         .as_str()
@@ -458,7 +406,12 @@ fn live_metrics_equal_replay_and_the_dlq_holds_every_rejection() {
     let _ = instance.wait_for("dead letters acknowledged", Duration::from_secs(60), |m| {
         m.value("marginstream_dlq_messages_total") as usize == rejected.len()
     });
-    let letters = read_topic(&setup.broker.brokers, &setup.dlq, 1);
+    let letters = read_topic(
+        &setup.broker.brokers,
+        &setup.dlq,
+        1,
+        Duration::from_secs(60),
+    );
     let mut expected_letters: Vec<(Vec<u8>, String)> = rejected
         .iter()
         .map(|r| {
@@ -470,7 +423,8 @@ fn live_metrics_equal_replay_and_the_dlq_holds_every_rejection() {
         .collect();
     let mut actual_letters: Vec<(Vec<u8>, String)> = letters
         .iter()
-        .map(|(payload, headers)| {
+        .map(|letter| {
+            let headers = &letter.headers;
             for key in [
                 "marginstream.error",
                 "marginstream.source.topic",
@@ -484,7 +438,7 @@ fn live_metrics_equal_replay_and_the_dlq_holds_every_rejection() {
             }
             assert_eq!(headers["marginstream.source.topic"], setup.topic);
             (
-                payload.clone(),
+                letter.payload.clone(),
                 headers
                     .get("marginstream.reason")
                     .cloned()

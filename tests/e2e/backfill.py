@@ -18,20 +18,15 @@ import argparse
 import json
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import prom  # noqa: E402  (the shared Prometheus helpers)
 
 
 def parse_history(path):
@@ -81,23 +76,8 @@ def main():
         data = work / "data"
         subprocess.run(["promtool", "tsdb", "create-blocks-from", "openmetrics", str(history), str(data)],
                        check=True, capture_output=True)
-        port = free_port()
-        config = work / "prometheus.yml"
-        config.write_text("global: {scrape_interval: 1h}\nscrape_configs: []\n")
-        log = open(work / "prometheus.log", "w")
-        prometheus = subprocess.Popen(
-            ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={data}",
-             "--storage.tsdb.retention.time=100y", f"--web.listen-address=127.0.0.1:{port}"],
-            stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=2)
-                break
-            except OSError:
-                if time.time() > deadline or prometheus.poll() is not None:
-                    raise RuntimeError("prometheus did not become ready: see " + str(work / "prometheus.log"))
-                time.sleep(0.3)
+        port = prom.free_port()
+        prometheus = prom.start(work, "global: {scrape_interval: 1h}\nscrape_configs: []\n", data, port)
 
         # Every family, at several historical timestamps, including ratios (long decimals).
         rng = random.Random(7)
@@ -132,11 +112,7 @@ def main():
         print(f"ERROR {error}")
     finally:
         if prometheus is not None:
-            prometheus.terminate()
-            try:
-                prometheus.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                prometheus.kill()
+            prom.stop(prometheus)
         if failed == 0:
             shutil.rmtree(work, ignore_errors=True)
         else:

@@ -30,7 +30,6 @@ import json
 import math
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,6 +38,9 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import prom  # noqa: E402  (the shared Prometheus helpers)
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy/grafana/dashboards/marginstream.json"
@@ -92,12 +94,6 @@ class Report:
             self.failed += 1
             print(f"FAIL {what}")
         return ok
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def api(port, path, **params):
@@ -269,18 +265,6 @@ def check_structure(dashboard, report):
     return panels
 
 
-def wait_ready(port, process, log):
-    deadline = time.time() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=2)
-            return
-        except OSError:
-            if time.time() > deadline or process.poll() is not None:
-                raise RuntimeError(f"prometheus did not become ready: see {log}")
-            time.sleep(0.3)
-
-
 def values_of(result):
     return [float(v) for series in result for _, v in series.get("values", [series.get("value", [0, "0"])])]
 
@@ -356,17 +340,10 @@ def main():
         subprocess.run(["promtool", "tsdb", "create-blocks-from", "openmetrics", "--max-block-duration=24h",
                         str(history), str(data)],
                        check=True, capture_output=True)
-        port = free_port()
-        config = work / "prometheus.yml"
-        config.write_text("global: {scrape_interval: 1h, evaluation_interval: 1h}\n"
-                          f"rule_files: [{json.dumps(str(RULES))}]\nscrape_configs: []\n")
-        log_path = work / "prometheus.log"
-        log = open(log_path, "w")
-        prometheus = subprocess.Popen(
-            ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={data}",
-             "--storage.tsdb.retention.time=100y", f"--web.listen-address=127.0.0.1:{port}"],
-            stdout=log, stderr=subprocess.STDOUT)
-        wait_ready(port, prometheus, log_path)
+        port = prom.free_port()
+        prometheus = prom.start(work, "global: {scrape_interval: 1h, evaluation_interval: 1h}\n"
+                                f"rule_files: [{json.dumps(str(RULES))}]\nscrape_configs: []\n",
+                                data, port)
 
         # The rule file is loaded; its recording rules' expressions, as Prometheus parsed them.
         groups = api(port, "rules")["data"]["groups"]
@@ -492,11 +469,7 @@ def main():
         print(f"ERROR {error!r}")
     finally:
         if prometheus is not None:
-            prometheus.terminate()
-            try:
-                prometheus.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                prometheus.kill()
+            prom.stop(prometheus)
         if report.failed == 0 and not args.keep:
             shutil.rmtree(work, ignore_errors=True)
         else:

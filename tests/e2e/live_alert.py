@@ -19,6 +19,7 @@ M failed`; exit 1 on failure or when promtool/prometheus or the broker cannot be
 
 import argparse
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -31,6 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import dashboard as dash  # noqa: E402  (the dashboard test's helpers)
+import prom  # noqa: E402  (the shared Prometheus helpers)
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy/prometheus/rules/marginstream.rules.yml"
@@ -69,19 +71,6 @@ def ledger_lines(now):
     return first + [marker], second
 
 
-def wait_http(url, what, process, timeout=60):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"{what} exited")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                return response.read().decode()
-        except OSError:
-            time.sleep(0.3)
-    raise RuntimeError(f"{what} did not answer at {url} within {timeout}s")
-
-
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--binary", required=True)
@@ -106,16 +95,14 @@ def main():
         full_ledger.write_text("".join(json.dumps(e) + "\n" for e in first + second))
 
         # The broker and the topics.
-        brokers = None
-        import os
         if os.environ.get("KAFKA_BROKERS"):
             brokers = os.environ["KAFKA_BROKERS"]
         else:
-            broker_port = dash.free_port()
+            broker_port = prom.free_port()
             subprocess.run([str(ROOT / "scripts/broker.sh"), "start", str(broker_port)], check=True,
                            capture_output=True)
             brokers = f"127.0.0.1:{broker_port}"
-        metrics_port = dash.free_port()
+        metrics_port = prom.free_port()
         suffix = f"{os.getpid()}-{int(time.time())}"
         config = work / "marginstream.toml"
         config.write_text(f"""[kafka]
@@ -170,8 +157,8 @@ checkpoint_interval = "2s"
         # Prometheus: scrape run every second, the shipped rules with `for:` cut to 0s.
         rules = re.sub(r"(?m)^(\s*)for: \S+$", r"\1for: 0s", RULES.read_text())
         (work / "rules.yml").write_text(rules)
-        prometheus_port = dash.free_port()
-        (work / "prometheus.yml").write_text(f"""global:
+        prometheus_port = prom.free_port()
+        prometheus = prom.start(work, f"""global:
   scrape_interval: 1s
   evaluation_interval: 1s
 rule_files: [rules.yml]
@@ -179,14 +166,8 @@ scrape_configs:
   - job_name: marginstream
     static_configs:
       - targets: ["127.0.0.1:{metrics_port}"]
-""")
-        prometheus_log = open(work / "prometheus.log", "w")
-        prometheus = subprocess.Popen(
-            ["prometheus", f"--config.file={work / 'prometheus.yml'}", f"--storage.tsdb.path={data}",
-             "--storage.tsdb.retention.time=100y", f"--web.listen-address=127.0.0.1:{prometheus_port}"],
-            stdout=prometheus_log, stderr=subprocess.STDOUT, cwd=work)
+""", data, prometheus_port)
         processes.append(prometheus)
-        wait_http(f"http://127.0.0.1:{prometheus_port}/-/ready", "prometheus", prometheus)
 
         # The alert fires for the swing, never for the steady customer.
         firing = []
@@ -236,11 +217,7 @@ scrape_configs:
         report.check(False, f"ERROR {error}")
     finally:
         for process in reversed(processes):
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            prom.stop(process)
         if broker_port is not None:
             subprocess.run([str(ROOT / "scripts/broker.sh"), "stop", str(broker_port)], capture_output=True)
         if report.failed == 0:

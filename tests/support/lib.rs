@@ -2,6 +2,7 @@
 //! texts with a readable diff.
 
 pub mod exposition;
+pub mod topic;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -22,16 +22,13 @@ use marginstream_aggregator::{ClockMode, Engine, Preparer};
 use marginstream_consumer::kafka::LedgerProducer;
 use marginstream_consumer::{KafkaSettings, Offset, Partition};
 use marginstream_exporter::{render_prometheus, RenderOptions};
-use marginstream_model::{RejectReason, Rejection};
 use marginstream_tests::exposition::{assert_same, Metrics};
+use marginstream_tests::topic::{self, Read};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
-use rdkafka::message::{Headers, Message};
 use rdkafka::mocking::{MockCluster, MockCoordinator};
 use rdkafka::producer::DefaultProducerContext;
-use rdkafka::topic_partition_list::{Offset as KafkaOffset, TopicPartitionList};
-use rdkafka::types::{RDKafkaApiKey, RDKafkaErrorCode, RDKafkaRespErr};
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
 use crate::checkpoint;
 use crate::generate::{self, GenerateArgs};
@@ -373,16 +370,10 @@ impl MetricsExt for Metrics {
     }
 }
 
-/// Applies one message as the loop does: the size limit, then prepare and record. Returns
+/// Applies one message as the loop does: prepare (the size limit first) and record. Returns
 /// the rejection reason, if any.
 fn apply(engine: &mut Engine, preparer: &Preparer, line: &[u8]) -> Option<&'static str> {
-    let max_event_bytes = preparer.limits().max_event_bytes;
-    let prepared = if line.len() > max_event_bytes {
-        Err(Rejection::new(RejectReason::Oversized, "oversized"))
-    } else {
-        preparer.prepare(line)
-    };
-    let outcome = match prepared {
+    let outcome = match preparer.prepare(line) {
         Ok(event) => engine.record(event, wall_clock()).map(|_| ()),
         Err(rejection) => {
             engine.count_rejection(rejection.reason);
@@ -417,87 +408,9 @@ fn expected(settings: &LiveSettings, lines: &[Vec<u8>]) -> Expected {
     }
 }
 
-/// One message read back from a topic.
-#[derive(Debug, Clone)]
-struct Read {
-    partition: i32,
-    offset: i64,
-    payload: Vec<u8>,
-    headers: HashMap<String, String>,
-}
-
-impl Read {
-    /// The source (partition, offset) of a dead letter, from its headers.
-    fn source(&self) -> (i32, i64) {
-        let number = |key: &str| -> i64 {
-            self.headers
-                .get(key)
-                .and_then(|v| v.parse().ok())
-                .unwrap_or_else(|| {
-                    panic!(
-                        "a dead letter lacks a numeric header {key}: {:?}",
-                        self.headers
-                    )
-                })
-        };
-        (
-            number("marginstream.source.partition") as i32,
-            number("marginstream.source.offset"),
-        )
-    }
-}
-
 /// Reads a topic from the beginning to its end (at most 30 s).
 fn read_topic(brokers: &str, topic: &str, partitions: i32) -> Vec<Read> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", format!("{topic}.reader"))
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .set("fetch.wait.max.ms", "100")
-        .create()
-        .expect("a reader consumer");
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, KafkaOffset::Beginning)
-            .expect("a partition");
-    }
-    consumer.assign(&tpl).expect("assign the topic");
-    let mut out = Vec::new();
-    let mut ended = BTreeSet::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while ended.len() < partitions as usize {
-        assert!(
-            Instant::now() < deadline,
-            "timed out reading {topic}: {} messages, partitions ended: {ended:?}",
-            out.len()
-        );
-        match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => {
-                let mut headers = HashMap::new();
-                if let Some(h) = m.headers() {
-                    for header in h.iter() {
-                        headers.insert(
-                            header.key.to_owned(),
-                            String::from_utf8_lossy(header.value.unwrap_or_default()).into_owned(),
-                        );
-                    }
-                }
-                out.push(Read {
-                    partition: m.partition(),
-                    offset: m.offset(),
-                    payload: m.payload().unwrap_or_default().to_vec(),
-                    headers,
-                });
-            }
-            Some(Err(KafkaError::PartitionEOF(p))) => {
-                ended.insert(p);
-            }
-            Some(Err(e)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF) => {}
-            _ => {}
-        }
-    }
-    out
+    topic::read_topic(brokers, topic, partitions, Duration::from_secs(30))
 }
 
 /// Checks the dead-letter topic against the expected rejections: one letter per rejected

@@ -1,0 +1,48 @@
+"""A real Prometheus for the end-to-end scripts (backfill.py, dashboard.py, live_alert.py):
+a free port, the server started on a data directory and waited for, stopped."""
+
+import socket
+import subprocess
+import time
+import urllib.request
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(work, config_text, data, port):
+    """Starts Prometheus with `config_text` (written to work/prometheus.yml; relative paths in
+    it are relative to `work`) on `data`, listening on 127.0.0.1:`port`, with a retention
+    long enough to keep backfilled blocks (the default 15d would delete them at once).
+    Returns the process once /-/ready answers; raises if it exits or takes over 60 s."""
+    config = work / "prometheus.yml"
+    config.write_text(config_text)
+    log_path = work / "prometheus.log"
+    log = open(log_path, "w")
+    process = subprocess.Popen(
+        ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={data}",
+         "--storage.tsdb.retention.time=100y", f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=log, stderr=subprocess.STDOUT, cwd=work)
+    deadline = time.time() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=2)
+            return process
+        except OSError:
+            if time.time() > deadline or process.poll() is not None:
+                stop(process)
+                raise RuntimeError(f"prometheus did not become ready: see {log_path}")
+            time.sleep(0.3)
+
+
+def stop(process, timeout=30):
+    """Terminates a process and waits for it, killing it after `timeout` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
