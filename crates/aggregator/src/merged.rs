@@ -105,18 +105,17 @@ impl<'a, V: GaugeView> MergedView<'a, V> {
             if last == Some(id) {
                 // The same customer in a second view: sum it into a merged entry.
                 let figures = sums_of(view.customer(index as usize).1);
-                match order.last_mut() {
-                    Some(Source::Merged { index: m }) => {
-                        overflowed |= !add_into(&mut merged[*m as usize].1, &figures);
+                let previous = order
+                    .last_mut()
+                    .expect("a repeated id follows its first occurrence");
+                match *previous {
+                    Source::Merged { index: m } => {
+                        overflowed |= !add_into(&mut merged[m as usize].1, &figures);
                     }
-                    Some(previous @ Source::View { .. }) => {
-                        let Source::View {
-                            view: pv,
-                            index: pi,
-                        } = *previous
-                        else {
-                            unreachable!("matched as a view source")
-                        };
+                    Source::View {
+                        view: pv,
+                        index: pi,
+                    } => {
                         let mut sums = sums_of(views[pv as usize].customer(pi as usize).1);
                         overflowed |= !add_into(&mut sums, &figures);
                         merged.push((id.to_owned(), sums));
@@ -124,7 +123,6 @@ impl<'a, V: GaugeView> MergedView<'a, V> {
                             index: (merged.len() - 1) as u32,
                         };
                     }
-                    None => unreachable!("a repeated id follows its first occurrence"),
                 }
                 continue;
             }

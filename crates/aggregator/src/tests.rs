@@ -1599,3 +1599,74 @@ proptest! {
         }
     }
 }
+
+/// Engines of several partitions, merged: customers in id order, one produced to two
+/// partitions summed once, portfolio and counters summed; equal to one engine fed all.
+#[test]
+fn merged_view_equals_one_engine_fed_every_partition() {
+    use crate::MergedView;
+    let preparer = preparer();
+    let line = |id: &str, customer: Option<&str>, hour: i64, amount: &str, kind: &str| {
+        let customer = customer.map_or(String::new(), |c| format!(r#""customer_id":"{c}","#));
+        let at = ts(1_767_225_600 + hour * 3_600).to_rfc3339();
+        let body = match kind {
+            "revenue" => r#""event_type":"Revenue_Event""#.to_owned(),
+            _ => r#""event_type":"Cost_Event","cost_function":"Infrastructure""#.to_owned(),
+        };
+        format!(
+            r#"{{{body},"event_id":"{id}",{customer}"occurred_at":"{at}","amount":"{amount}","currency":"USD"}}"#
+        )
+    };
+    let partitions = [
+        vec![
+            line("a1", Some("acme"), 1, "100", "revenue"),
+            line("a2", Some("acme"), 2, "10", "cost"),
+            line("u1", None, 3, "7", "cost"),
+        ],
+        vec![
+            line("b1", Some("beta"), 2, "50", "revenue"),
+            // acme again, on another partition: shown once, summed.
+            line("a3", Some("acme"), 4, "20", "revenue"),
+        ],
+    ];
+    let now = ts(1_767_225_600 + 100 * 3_600);
+    let mut whole = Engine::new(&EngineConfig::default()).expect("valid");
+    let mut engines: Vec<Engine> = partitions
+        .iter()
+        .map(|lines| {
+            let mut engine = Engine::new(&EngineConfig::default()).expect("valid");
+            for l in lines {
+                engine
+                    .record(preparer.prepare(l.as_bytes()).expect("valid"), now)
+                    .expect("applied");
+                whole
+                    .record(preparer.prepare(l.as_bytes()).expect("valid"), now)
+                    .expect("applied");
+            }
+            engine
+        })
+        .collect();
+    let watermark = engines
+        .iter()
+        .filter_map(Engine::watermark)
+        .max()
+        .expect("set");
+    for engine in &mut engines {
+        engine.advance_watermark(watermark);
+    }
+    let labels = whole.labels().to_vec();
+    let merged = MergedView::new(&labels, engines.iter_mut().map(|e| e.view()).collect());
+    assert_eq!(merged.shared_customers(), 1);
+    assert!(!merged.overflowed());
+    let view = whole.view();
+    assert_eq!(merged.customer_count(), view.customer_count());
+    for index in 0..view.customer_count() {
+        let (id, figures) = view.customer(index);
+        let (merged_id, merged_figures) = merged.customer(index);
+        assert_eq!(id, merged_id);
+        assert_eq!(figures.to_vec(), merged_figures.to_vec(), "customer {id}");
+    }
+    assert_eq!(view.portfolio().to_vec(), merged.portfolio().to_vec());
+    assert_eq!(view.counters(), merged.counters());
+    assert_eq!(view.watermark(), merged.watermark());
+}

@@ -252,6 +252,8 @@ struct Live {
     /// The latest watermark of any owned partition.
     watermark: Option<Timestamp>,
     renderer: Renderer,
+    /// The window labels, the same for every engine of the process.
+    labels: Vec<String>,
     metrics: SelfMetrics,
     status: Arc<Status>,
     assigned_once: bool,
@@ -351,6 +353,10 @@ fn run_until_stopped(
         })
         .context("cannot start the checkpoint writer thread")?;
 
+    let labels = Engine::new(&settings.engine)
+        .context("invalid engine configuration")?
+        .labels()
+        .to_vec();
     let mut live = Live {
         settings,
         dlq,
@@ -359,6 +365,7 @@ fn run_until_stopped(
         restored: restored_map,
         watermark: None,
         renderer: Renderer::new(RenderOptions::default()),
+        labels,
         metrics,
         status: Arc::clone(status),
         assigned_once: false,
@@ -789,12 +796,6 @@ impl Live {
     /// process's own.
     fn render(&mut self, source: &KafkaSource) -> Vec<u8> {
         self.align();
-        let labels: Vec<String> = match self.owned.first() {
-            Some(o) => o.engine.labels().to_vec(),
-            None => Engine::new(&self.settings.engine)
-                .map(|e| e.labels().to_vec())
-                .unwrap_or_default(),
-        };
         let mut text = Vec::new();
         {
             let views: Vec<_> = self
@@ -803,7 +804,7 @@ impl Live {
                 .filter(|o| o.rebuilt)
                 .map(|o| o.engine.view())
                 .collect();
-            let merged = MergedView::new(&labels, views);
+            let merged = MergedView::new(&self.labels, views);
             for chunk in self.renderer.render(&merged) {
                 text.extend_from_slice(chunk);
             }
