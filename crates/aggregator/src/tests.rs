@@ -1263,14 +1263,14 @@ fn preparer() -> Preparer {
 
 /// Everything observable about the engine's figures, customers in id order.
 #[derive(Debug, Clone, PartialEq)]
-struct Snapshot {
-    labels: Vec<String>,
-    customers: Vec<(String, Vec<Figures>)>,
-    portfolio: Vec<Figures>,
-    watermark: Option<Timestamp>,
+pub(crate) struct Snapshot {
+    pub(crate) labels: Vec<String>,
+    pub(crate) customers: Vec<(String, Vec<Figures>)>,
+    pub(crate) portfolio: Vec<Figures>,
+    pub(crate) watermark: Option<Timestamp>,
 }
 
-fn snapshot(engine: &mut Engine) -> Snapshot {
+pub(crate) fn snapshot(engine: &mut Engine) -> Snapshot {
     let view = engine.view();
     Snapshot {
         labels: view.window_labels().to_vec(),
