@@ -321,23 +321,7 @@ runtime=$((SECONDS - started))
     echo '```'
 } > "$OUT/kafka.md"
 
-# Replace the section in report.md (up to the next "## " heading), or append it.
-python3 - "$OUT/report.md" "$OUT/kafka.md" <<'PY'
-import os, sys
-report, section = sys.argv[1], open(sys.argv[2], encoding="utf-8").read().rstrip("\n") + "\n"
-text = open(report, encoding="utf-8").read() if os.path.exists(report) else "# marginstream benchmark report\n"
-lines = text.splitlines(keepends=True)
-start = next((i for i, l in enumerate(lines) if l.rstrip("\n") == "## Kafka consume"), None)
-if start is None:
-    text = text.rstrip("\n") + "\n\n" + section
-else:
-    end = next((j for j in range(start + 1, len(lines)) if lines[j].startswith("## ")), len(lines))
-    rest = "".join(lines[end:])
-    text = "".join(lines[:start]) + section + ("\n" + rest if rest else "")
-tmp = report + ".tmp"
-open(tmp, "w", encoding="utf-8").write(text)
-os.replace(tmp, report)
-PY
+scripts/report-section.py "$OUT/report.md" "$OUT/kafka.md"
 
 echo "wrote $OUT/kafka.md (and its section of $OUT/report.md)"
 cat "$OUT/kafka.md"

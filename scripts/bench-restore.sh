@@ -127,15 +127,5 @@ with open(out, "w") as f:
     f.write("Start to /readyz includes the group join of this broker (about 3 s with "
             "session.timeout.ms = 6000) and reading each partition to its end.\n")
 PY
-python3 - "$OUT/report.md" "$OUT/restore.md" <<'PY'
-import re, sys
-report, section = sys.argv[1], open(sys.argv[2]).read()
-try:
-    text = open(report).read()
-except FileNotFoundError:
-    text = "# Benchmark report\n\n"
-pattern = re.compile(r"^## Restore\n.*?(?=^## |\Z)", re.S | re.M)
-text = pattern.sub(lambda _: section + "\n", text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
-open(report, "w").write(text)
-PY
+scripts/report-section.py "$OUT/report.md" "$OUT/restore.md"
 cat "$OUT/restore.md"
