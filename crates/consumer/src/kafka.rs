@@ -775,7 +775,7 @@ impl DeadLetterSink {
 }
 
 /// Creates topics that do not exist yet (an existing topic is left as it is). For the demo,
-/// the tests and `marginstream topics`: a production cluster's topics are made by its
+/// the tests and `marginstream create-topics`: a production cluster's topics are made by its
 /// operators.
 pub async fn create_topics(
     settings: &KafkaSettings,

@@ -1,6 +1,8 @@
 //! marginstream's event sources: they turn an outside stream into batches of raw messages
-//! for the parser. Nothing here parses JSON or validates events; that is
-//! `marginstream_model::parse`, run by whoever receives the batches.
+//! for the parser. Nothing here validates events; that is `marginstream_model::parse`, run
+//! by whoever receives the batches. The one JSON read here is the producer's
+//! [`kafka::ledger_key`], which picks a line's `customer_id` (else `event_id`) as its message
+//! key and leaves everything else to the parser on the consuming side.
 //!
 //! - [`jsonl`]: the JSONL file source (a file or stdin, one event per line) for
 //!   `marginstream replay`: [`JsonlReader`] cuts the bytes into [`LineBatch`]es.
