@@ -69,6 +69,32 @@ free_port() {
 median() { sort -g | awk '{a[NR]=$1} END {if (NR == 0) print "n/a"; else if (NR % 2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 # The value of a sample of the Prometheus text $1 named exactly $2 (with labels), or empty.
 metric() { awk -v name="$2" '$1 == name {print $2; exit}' "$1"; }
+# quantile FILE Q: Q of marginstream_apply_latency_seconds from its histogram buckets,
+# interpolated linearly within the bucket as PromQL's histogram_quantile does.
+quantile() {
+    python3 - "$1" "$2" <<'PY'
+import re, sys
+path, q = sys.argv[1], float(sys.argv[2])
+buckets = []
+for line in open(path, encoding="utf-8"):
+    m = re.match(r'marginstream_apply_latency_seconds_bucket\{le="([^"]+)"\} (\S+)', line)
+    if m:
+        buckets.append((float(m.group(1)), float(m.group(2))))
+buckets.sort()
+if not buckets or buckets[-1][1] == 0:
+    print("n/a"); sys.exit()
+rank = q * buckets[-1][1]
+lower, below = 0.0, 0.0
+for upper, count in buckets:
+    if count >= rank:
+        if upper == float("inf"):
+            print(f"{lower:.9f}")
+        else:
+            print(f"{lower + (upper - lower) * (rank - below) / max(count - below, 1e-12):.9f}")
+        break
+    lower, below = upper, count
+PY
+}
 
 BROKER_PORT=
 MS_PID=
@@ -241,9 +267,9 @@ print(f"{ends[partitions - 1] - assigned:.6f} {assigned - at(launched.rstrip('Z'
 PY
 )
     local p50 p99 p999 sum count mean
-    p50=$(metric "$metrics" 'marginstream_apply_latency_seconds{quantile="0.5"}')
-    p99=$(metric "$metrics" 'marginstream_apply_latency_seconds{quantile="0.99"}')
-    p999=$(metric "$metrics" 'marginstream_apply_latency_seconds{quantile="0.999"}')
+    p50=$(quantile "$metrics" 0.5)
+    p99=$(quantile "$metrics" 0.99)
+    p999=$(quantile "$metrics" 0.999)
     sum=$(metric "$metrics" marginstream_apply_latency_seconds_sum)
     count=$(metric "$metrics" marginstream_apply_latency_seconds_count)
     mean=n/a
@@ -303,7 +329,7 @@ runtime=$((SECONDS - started))
     echo
     echo "The window starts at the assignment for both (marginstream's log line \"partitions assigned\", microsecond timestamps; the bare consumer's assign() call) and ends at the last partition's EOF. It includes the first fetch and the end signal: the bare consumer's first message came $bare_first_ms ms after assign and its last partition EOF $bare_end_ms ms after its last message (medians; both programs run with fetch.wait.max.ms = $FETCH_WAIT_MAX_MS, the broker's hold on the empty fetch that reports a partition's end, 500 ms by default). Not included: marginstream's group join, $ms_join s from launch to assignment (median; this broker delays the first assignment by session.timeout.ms / 2)."
     echo
-    echo "Processor's own latency, poll returning a message -> its effect in the state (\`marginstream_apply_latency_seconds\`, over all $total messages of a run; quantiles are histogram bucket upper bounds, within 19 %; medians over rounds): p50 $lat_p50 µs, **p99 $lat_p99 µs** (aim <= 100 µs), p99.9 $lat_p999 µs, mean $lat_mean µs."
+    echo "Processor's own latency, poll returning a message -> its effect in the state (\`marginstream_apply_latency_seconds\`, over all $total messages of a run; quantiles interpolated in the histogram's buckets, 1-1.5-2-3-5-7 per decade, as PromQL's histogram_quantile does; medians over rounds): p50 $lat_p50 µs, **p99 $lat_p99 µs** (aim <= 100 µs), p99.9 $lat_p999 µs, mean $lat_mean µs."
     echo
     echo "Consumer loop thread (\`ledger-loop\`) CPU over a run, join included: $(awk '{print $9}' "$WORK/marginstream.txt" | median) s for a window of $ms_seconds s (medians; the whole process: $(awk '{print $10}' "$WORK/marginstream.txt" | median) s). A loop busy for much less than the window was waiting for librdkafka to hand it messages."
     echo
