@@ -1,38 +1,39 @@
-//! Criterion benchmarks of the three hot paths: preparing an event (parse, validate, tag),
-//! applying it to the engine, and rendering the exposition.
+//! Criterion benchmarks of the hot paths: preparing an event (parse, validate, tag), applying
+//! it to the engine, rendering the exposition, and a 100k-customer checkpoint. The ledgers
+//! come from the real generator (`marginstream::generate`).
 
 use std::collections::HashMap;
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use marginstream::generate::{generate, GenerateArgs};
 use marginstream_aggregator::{Engine, EngineConfig, Prepared, Preparer, Tagger};
 use marginstream_exporter::{render_prometheus, RenderOptions};
 use marginstream_model::{Currency, ParseLimits, Timestamp};
 
-/// A realistic mix of lines: revenue, tagged and categorised costs, 200 customers, 40 days.
-fn ledger(count: usize) -> Vec<String> {
-    let categories = [
-        "hosting",
-        "Cloud",
-        "support",
-        "customer_success",
-        "training",
-        "r_and_d",
-    ];
-    (0..count)
-        .map(|i| {
-            let customer = (i * 7919) % 200;
-            let second = 1_767_225_600 + (i as i64 * 40 * 86_400) / count as i64;
-            let at = time::OffsetDateTime::from_unix_timestamp(second)
-                .unwrap()
-                .format(&time::format_description::well_known::Rfc3339)
-                .unwrap();
-            match i % 4 {
-                0 => format!(r#"{{"event_type":"Revenue_Event","event_id":"evt-{i}","customer_id":"cust-{customer:05}","occurred_at":"{at}","amount":"{}.{:02}","currency":"USD","revenue_type":"recurring"}}"#, 100 + i % 900, i % 100),
-                1 => format!(r#"{{"event_type":"Cost_Event","event_id":"evt-{i}","customer_id":"cust-{customer:05}","occurred_at":"{at}","amount":"{}.{:02}","currency":"USD","cost_function":"Infrastructure"}}"#, 10 + i % 90, i % 100),
-                _ => format!(r#"{{"event_type":"Cost_Event","event_id":"evt-{i}","customer_id":"cust-{customer:05}","occurred_at":"{at}","amount":{}.{:02},"currency":"USD","category":"{}"}}"#, 1 + i % 50, i % 100, categories[i % categories.len()]),
-            }
-        })
+/// The end of every generated ledger (the generator's default, fixed for reproducibility).
+const LEDGER_END_SECONDS: i64 = 1_767_225_600;
+
+/// A ledger of `marginstream generate` (the same program as the demo's and the e2e benches'),
+/// with no bad or repeated lines: `customers` customers over `days` days ending on
+/// 2026-01-01, about `per_day` events per customer per day, one line each.
+fn ledger(customers: u32, days: u32, per_day: f64) -> Vec<Vec<u8>> {
+    let args = GenerateArgs {
+        customers,
+        days,
+        seed: 42,
+        events_per_customer_day: per_day,
+        end: "2026-01-01T00:00:00Z".to_owned(),
+        duplicate_share: 0.0,
+        bad_share: 0.0,
+        rate: 0,
+        output: None,
+    };
+    let mut text = Vec::new();
+    generate(&args, &mut text).expect("the generator writes to memory");
+    text.split(|b| *b == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(<[u8]>::to_vec)
         .collect()
 }
 
@@ -45,25 +46,27 @@ fn preparer() -> Preparer {
     )
 }
 
+/// The wall clock of the benches: a day after the ledgers end.
 fn now() -> Timestamp {
-    Timestamp::from_seconds(1_767_225_600 + 41 * 86_400)
+    Timestamp::from_seconds(LEDGER_END_SECONDS + 86_400)
 }
 
 fn bench(c: &mut Criterion) {
-    let lines = ledger(20_000);
+    // 200 customers over 20 days: about 20,000 events, a cache-resident working set.
+    let lines = ledger(200, 20, 5.0);
     let preparer = preparer();
     let mut group = c.benchmark_group("event");
     group.throughput(Throughput::Elements(lines.len() as u64));
     group.bench_function("prepare", |b| {
         b.iter(|| {
             for line in &lines {
-                black_box(preparer.prepare(black_box(line.as_bytes())).ok());
+                black_box(preparer.prepare(black_box(line)).ok());
             }
         })
     });
     let prepared: Vec<Prepared> = lines
         .iter()
-        .filter_map(|l| preparer.prepare(l.as_bytes()).ok())
+        .filter_map(|l| preparer.prepare(l).ok())
         .collect();
     group.bench_function("apply", |b| {
         b.iter_batched(
@@ -86,12 +89,13 @@ fn bench(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("render");
     group.sample_size(20);
-    for customers in [1_000usize, 10_000] {
+    for customers in [1_000u32, 10_000] {
         let mut engine = Engine::new(&EngineConfig::default()).unwrap();
-        for (i, line) in ledger(customers * 10).iter().enumerate() {
-            let mut event = preparer.prepare(line.as_bytes()).unwrap();
-            event.customer_id = Some(format!("cust-{:07}", i % customers).into());
-            engine.record(event, now()).unwrap();
+        // About ten events per customer.
+        for line in ledger(customers, 2, 5.0) {
+            engine
+                .record(preparer.prepare(&line).unwrap(), now())
+                .unwrap();
         }
         let view = engine.view();
         group.throughput(Throughput::Elements(customers as u64));
@@ -105,16 +109,16 @@ fn bench(c: &mut Criterion) {
     }
     group.finish();
 
-    // A checkpoint of 100k customers (4 events each, 400k dedup keys): the loop pauses for
-    // the encoding; a restart pays the decoding.
+    // A checkpoint of 100k customers (about 4 events each, 400k dedup keys): the loop pauses
+    // for the encoding; a restart pays the decoding.
     let mut group = c.benchmark_group("checkpoint");
     group.sample_size(10);
-    let customers = 100_000;
+    let customers = 100_000u32;
     let mut engine = Engine::new(&EngineConfig::default()).unwrap();
-    for (i, line) in ledger(customers * 4).iter().enumerate() {
-        let mut event = preparer.prepare(line.as_bytes()).unwrap();
-        event.customer_id = Some(format!("cust-{:07}", i % customers).into());
-        engine.record(event, now()).unwrap();
+    for line in ledger(customers, 1, 4.0) {
+        engine
+            .record(preparer.prepare(&line).unwrap(), now())
+            .unwrap();
     }
     let mut bytes = Vec::new();
     engine.encode(&mut bytes);

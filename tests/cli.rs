@@ -84,6 +84,73 @@ fn missing_input_is_a_clear_error() {
     assert!(stderr.contains("no-such-ledger.jsonl"), "{stderr}");
 }
 
+/// Shows that a closed output pipe (`replay ... | head -1`) ends the process quietly with
+/// exit code 0, as for every Unix filter (issue 8); the same for `generate`.
+#[test]
+fn a_closed_pipe_ends_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    // An exposition of about a megabyte: far more than a pipe's buffer.
+    let ledger = dir.path().join("ledger.jsonl");
+    let generated = run(
+        dir.path(),
+        &[
+            "generate",
+            "--customers",
+            "300",
+            "--days",
+            "10",
+            "--output",
+            ledger.to_str().unwrap(),
+        ],
+    );
+    assert!(generated.status.success());
+    for args in [
+        vec![
+            "replay",
+            "--progress",
+            "never",
+            "--input",
+            ledger.to_str().unwrap(),
+        ],
+        vec!["generate", "--customers", "50", "--days", "30"],
+    ] {
+        let mut child = Command::new(binary())
+            .args(&args)
+            .current_dir(dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Read one line, like `head -1`, then close the pipe before the rest is written.
+        let mut stdout = child.stdout.take().unwrap();
+        let mut first = [0u8; 1];
+        std::io::Read::read_exact(&mut stdout, &mut first).unwrap();
+        drop(stdout);
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(!stderr.contains("error"), "{args:?}: {stderr}");
+    }
+    // Through a real shell pipeline too.
+    let output = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "set -o pipefail; '{}' replay --progress never --input '{}' | head -1",
+            binary().display(),
+            ledger.display()
+        ))
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    assert_eq!(String::from_utf8_lossy(&output.stdout).lines().count(), 1);
+    assert!(
+        !String::from_utf8_lossy(&output.stderr).contains("error"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// Shows that the table format sorts customers by GM-M, lowest first, with the portfolio.
 #[test]
 fn table_is_sorted_by_gm_market() {

@@ -1,8 +1,9 @@
-//! Fault injection for `marginstream run`'s loop ([`crate::live::run`]) on librdkafka's mock
+//! Fault injection for `marginstream run`'s loop (`marginstream::live`) on librdkafka's mock
 //! cluster (`rdkafka::mocking::MockCluster`, STYLE.md section 8): every broker down for 30 s
 //! in the middle of the stream, the dead-letter topic refusing writes, a rebalance while
-//! consumption is paused for it, and a graceful restart. Each test runs the loop on a thread
-//! of its own, reads `/metrics` through [`Request::Scrape`], and compares the contract's
+//! consumption is paused for it, and a graceful restart. Each test starts the loop through the
+//! library's `LiveHandle` (as `marginstream run` does), reads `/metrics` through its scrape,
+//! and compares the contract's
 //! gauges with one engine fed the same ledger in file order, and the dead-letter topic with
 //! the rejected lines.
 //!
@@ -17,8 +18,11 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Sender;
-use marginstream_aggregator::{ClockMode, Engine, Preparer};
+use marginstream::checkpoint;
+use marginstream::clock::wall_clock;
+use marginstream::generate::{self, GenerateArgs};
+use marginstream::live::{LiveHandle, LiveOptions, LiveSettings};
+use marginstream_aggregator::{Engine, Preparer};
 use marginstream_consumer::kafka::LedgerProducer;
 use marginstream_consumer::{KafkaSettings, Offset, Partition};
 use marginstream_exporter::{render_prometheus, RenderOptions};
@@ -29,12 +33,6 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::{MockCluster, MockCoordinator};
 use rdkafka::producer::DefaultProducerContext;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
-
-use crate::checkpoint;
-use crate::generate::{self, GenerateArgs};
-use crate::live::{self, LiveSettings, Request, Status};
-use crate::replay::wall_clock;
-use crate::serve::kafka_settings;
 
 /// Partitions of the ledger topic.
 const PARTITIONS: i32 = 4;
@@ -104,7 +102,7 @@ impl Cluster {
     }
 
     /// The settings of `marginstream run` against this cluster, through the configuration
-    /// loader as `serve::run` does, with librdkafka tuned for quick tests.
+    /// loader as `marginstream run` does, with librdkafka tuned for quick tests.
     fn settings(&self, state_dir: &Path, dlq_pending_max: u64) -> LiveSettings {
         let quoted = |text: &str| toml::Value::String(text.to_owned()).to_string();
         let flags = [
@@ -117,9 +115,10 @@ impl Cluster {
             ("state.dir", quoted(&state_dir.display().to_string())),
             ("state.checkpoint_interval", quoted("1s")),
         ];
-        let config = crate::config::load(None, Vec::<(String, String)>::new(), &flags)
+        let config = marginstream::config::load(None, Vec::<(String, String)>::new(), &flags)
             .unwrap_or_else(|error| panic!("the test configuration is valid: {error}"));
-        let mut kafka = kafka_settings(&config);
+        let mut settings = config.live_settings();
+        let kafka = &mut settings.kafka;
         for (key, value) in [
             ("session.timeout.ms", "6000"),
             ("heartbeat.interval.ms", "500"),
@@ -133,14 +132,7 @@ impl Cluster {
             kafka.properties.insert(key.to_owned(), value.to_owned());
         }
         kafka.statistics_interval = Duration::from_secs(1);
-        LiveSettings {
-            kafka,
-            engine: config.engine_for(ClockMode::Wall),
-            preparer: config.preparer.clone(),
-            state_dir: config.state_dir.clone(),
-            checkpoint_interval: config.checkpoint_interval,
-            dlq_pending_max: config.kafka.dlq_pending_max,
-        }
+        settings
     }
 }
 
@@ -197,58 +189,47 @@ impl Logs {
     }
 }
 
-/// `live::run` on a thread of its own.
+/// The loop on a thread of its own, started through the library's handle.
 struct Instance {
-    shutdown: Arc<AtomicBool>,
-    requests: Sender<Request>,
-    status: Arc<Status>,
-    thread: Option<JoinHandle<anyhow::Result<()>>>,
+    handle: Option<LiveHandle>,
     logs: Logs,
 }
 
 impl Instance {
     fn start(name: &str, settings: LiveSettings) -> Instance {
-        let shutdown = Arc::new(AtomicBool::new(false));
-        let status = Arc::new(Status::default());
-        let (requests, receiver) = crossbeam_channel::bounded(8);
         let logs = Logs::default();
-        let thread = {
-            let shutdown = Arc::clone(&shutdown);
-            let status = Arc::clone(&status);
-            let logs = logs.clone();
-            std::thread::Builder::new()
-                .name(format!("loop-{name}"))
-                .spawn(move || {
-                    let subscriber = tracing_subscriber::fmt()
-                        .with_writer(logs)
-                        .with_ansi(false)
-                        .with_target(false)
-                        .with_max_level(tracing::Level::INFO)
-                        .finish();
-                    tracing::subscriber::with_default(subscriber, || {
-                        live::run(settings, shutdown, receiver, status)
-                    })
-                })
-                .expect("the loop thread starts")
-        };
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(logs.clone())
+            .with_ansi(false)
+            .with_target(false)
+            .with_max_level(tracing::Level::INFO)
+            .finish();
+        let handle = LiveHandle::spawn_with(
+            settings,
+            LiveOptions {
+                thread_name: format!("loop-{name}"),
+                log: Some(tracing::Dispatch::new(subscriber)),
+            },
+        )
+        .expect("the loop thread starts");
         Instance {
-            shutdown,
-            requests,
-            status,
-            thread: Some(thread),
+            handle: Some(handle),
             logs,
         }
     }
 
+    fn handle(&self) -> &LiveHandle {
+        self.handle.as_ref().expect("the loop is running")
+    }
+
     fn panic_if_ended(&mut self, what: &str) {
-        if self.thread.as_ref().is_some_and(JoinHandle::is_finished) {
-            let result = self.thread.take().expect("checked above").join();
+        if self.handle().is_finished() {
+            let result = self.handle.take().expect("checked above").join();
             panic!(
-                "live::run ended ({}) while waiting for {what}; its log ends:\n{}",
+                "the loop ended ({}) while waiting for {what}; its log ends:\n{}",
                 match result {
-                    Ok(Ok(())) => "Ok".to_owned(),
-                    Ok(Err(error)) => format!("error: {error:#}"),
-                    Err(_) => "panicked".to_owned(),
+                    Ok(()) => "Ok".to_owned(),
+                    Err(error) => format!("error: {error:#}"),
                 },
                 self.logs.tail(40)
             );
@@ -258,9 +239,7 @@ impl Instance {
     /// `/metrics`, or `None` if the loop did not answer within 20 s (it may be waiting up to
     /// 5 s for the dead-letter topic before a checkpoint).
     fn scrape(&self) -> Option<Metrics> {
-        let (reply, answer) = crossbeam_channel::bounded(1);
-        self.requests.try_send(Request::Scrape(reply)).ok()?;
-        let text = answer.recv_timeout(Duration::from_secs(20)).ok()?;
+        let text = self.handle().scrape(Duration::from_secs(20)).ok()?;
         Some(Metrics::parse(
             &String::from_utf8(text).expect("/metrics is UTF-8"),
         ))
@@ -287,41 +266,33 @@ impl Instance {
         }
         panic!(
             "timed out after {timeout:?} waiting for {what}; readiness {:?}; last figures: {}; the loop's log ends:\n{}",
-            self.status.readiness(),
+            self.handle().status().readiness(),
             last.map_or_else(|| "no answer to /metrics".to_owned(), |m| m.summary()),
             self.logs.tail(40)
         );
     }
 
-    /// Sets `shutdown` and waits (at most 60 s) for `run` to return `Ok`.
+    /// Stops the loop and waits (at most 60 s) for it to return `Ok`.
     fn stop(mut self) {
-        self.shutdown.store(true, Ordering::Release);
+        let handle = self.handle.take().expect("the loop thread is running");
+        handle.stop();
         let deadline = Instant::now() + Duration::from_secs(60);
-        let thread = self.thread.take().expect("the loop thread is running");
-        while !thread.is_finished() {
+        while !handle.is_finished() {
             assert!(
                 Instant::now() < deadline,
-                "live::run did not return within 60 s of shutdown; its log ends:\n{}",
+                "the loop did not return within 60 s of shutdown; its log ends:\n{}",
                 self.logs.tail(40)
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        match thread.join() {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => panic!(
-                "live::run failed on shutdown: {error:#}; its log ends:\n{}",
+        let status = Arc::clone(handle.status());
+        if let Err(error) = handle.join() {
+            panic!(
+                "the loop failed on shutdown: {error:#}; its log ends:\n{}",
                 self.logs.tail(40)
-            ),
-            Err(_) => panic!("live::run panicked; its log ends:\n{}", self.logs.tail(40)),
+            );
         }
-        assert!(self.status.finished.load(Ordering::Acquire));
-    }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        // A failed test: let the loop wind down on its own (never block a panic on it).
-        self.shutdown.store(true, Ordering::Release);
+        assert!(status.finished.load(Ordering::Acquire));
     }
 }
 

@@ -1,14 +1,14 @@
 //! A parsed Prometheus exposition, and comparisons of `run`'s `/metrics` with a reference
 //! (a replay, or an engine fed the same ledger): shared by the end-to-end tests on the real
-//! broker (`tests/live.rs`) and the fault tests on the mock cluster
-//! (`crates/marginstream/src/live_faults.rs`).
+//! broker (`tests/live.rs`) and the fault tests on the mock cluster (`tests/faults.rs`).
 
 use std::collections::BTreeMap;
 
-/// Families of the process's own metrics, left out of comparisons with a reference. The
-/// event counters and the watermark are compared apart: lateness depends on the order in
-/// which partitions are read.
-pub const SELF_PREFIXES: [&str; 13] = [
+/// Families of the process's own metrics (the standard `process_*` ones included), left out
+/// of comparisons with a reference. The event counters and the watermark are compared apart:
+/// lateness depends on the order in which partitions are read.
+pub const SELF_PREFIXES: [&str; 14] = [
+    "process_",
     "marginstream_consumer_",
     "marginstream_consumed_",
     "marginstream_rebalances",

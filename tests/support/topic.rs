@@ -1,6 +1,6 @@
 //! Reading a topic back, headers included: the dead-letter topic and the ledger topic of
 //! the end-to-end tests (`tests/live.rs`) and the fault tests
-//! (`crates/marginstream/src/live_faults.rs`).
+//! (`tests/faults.rs`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};

@@ -57,10 +57,12 @@ pub struct Restored {
     pub bytes: u64,
 }
 
-/// Encodes a checkpoint of `partitions` (partition, next offset, rebuilt, engine).
+/// Encodes a checkpoint of `partitions` (partition, next offset, rebuilt, engine), stamped
+/// `written_at` (the caller reads the clock).
 pub fn encode<'a>(
     topic: &str,
     group_id: &str,
+    written_at: SystemTime,
     partitions: impl Iterator<Item = (Partition, Offset, bool, &'a Engine)>,
     out: &mut Vec<u8>,
 ) {
@@ -71,7 +73,7 @@ pub fn encode<'a>(
         out.extend_from_slice(&(text.len() as u32).to_le_bytes());
         out.extend_from_slice(text.as_bytes());
     }
-    let now_ms = SystemTime::now()
+    let now_ms = written_at
         .duration_since(UNIX_EPOCH)
         .unwrap_or(Duration::ZERO)
         .as_millis() as u64;
@@ -292,6 +294,7 @@ mod tests {
         encode(
             "cel.events",
             "marginstream",
+            SystemTime::now(),
             [(Partition(3), Offset(42), true, &engine)].into_iter(),
             &mut out,
         );

@@ -1,65 +1,62 @@
-//! `marginstream run`'s wiring: the loop thread ([`crate::live`]), the HTTP endpoint, and
-//! shutdown on SIGTERM or SIGINT. Also `produce` and `create-topics`, the Kafka helpers of
-//! the demo, the tests and the benchmarks.
+//! `marginstream run`: the loop on its thread ([`crate::live::LiveHandle`]), the HTTP
+//! endpoint (`/metrics`, `/healthz`, `/readyz`) and shutdown on SIGTERM or SIGINT.
+//!
+//! The HTTP side runs on a current-thread tokio runtime on the main thread. A scrape asks
+//! the loop for the contract's families and waits for them on a blocking thread, so the
+//! runtime never blocks; the probes read the loop's status, never the loop itself.
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use marginstream_aggregator::ClockMode;
-use marginstream_consumer::kafka::{create_topics, LedgerProducer};
-use marginstream_consumer::KafkaSettings;
 use tracing::{error, info};
 
 use crate::config::Config;
-use crate::live::{self, LiveSettings, Readiness, Request, Status};
+use crate::live::{LiveHandle, Readiness, ScrapeError, Scraper, Status};
 
 /// How long `/metrics` waits for the loop before answering 503.
 const SCRAPE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The Kafka settings of a configuration.
-pub fn kafka_settings(config: &Config) -> KafkaSettings {
-    KafkaSettings {
-        brokers: config.kafka.brokers.clone(),
-        topic: config.kafka.topic.clone(),
-        group_id: config.kafka.group_id.clone(),
-        dlq_topic: config.kafka.dlq_topic.clone(),
-        properties: config.kafka.properties.clone(),
-        statistics_interval: Duration::from_secs(5),
-    }
-}
+/// How often the server checks whether the loop has ended.
+const LOOP_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 
+/// The content type of the Prometheus text exposition format.
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// What the handlers share.
 #[derive(Clone)]
 struct AppState {
-    requests: crossbeam_channel::Sender<Request>,
+    scraper: Scraper,
     status: Arc<Status>,
 }
 
-async fn metrics(State(state): State<AppState>) -> axum::response::Response {
-    let (reply, answer) = crossbeam_channel::bounded(1);
-    if state.requests.try_send(Request::Scrape(reply)).is_err() {
-        return (
+/// Returns the router of the endpoint: `/metrics`, `/healthz` and `/readyz` over `handle`.
+pub fn router(handle: &LiveHandle) -> Router {
+    let state = AppState {
+        scraper: handle.scraper(),
+        status: Arc::clone(handle.status()),
+    };
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(state)
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let scraper = state.scraper.clone();
+    let result = tokio::task::spawn_blocking(move || scraper.scrape(SCRAPE_TIMEOUT)).await;
+    match result {
+        Ok(Ok(body)) => ([(header::CONTENT_TYPE, PROMETHEUS_TEXT)], body).into_response(),
+        Ok(Err(ScrapeError::Busy)) => (
             StatusCode::SERVICE_UNAVAILABLE,
             "too many scrapes in flight\n",
-        )
-            .into_response();
-    }
-    let result = tokio::task::spawn_blocking(move || answer.recv_timeout(SCRAPE_TIMEOUT)).await;
-    match result {
-        Ok(Ok(body)) => (
-            [(
-                header::CONTENT_TYPE,
-                "text/plain; version=0.0.4; charset=utf-8",
-            )],
-            body,
         )
             .into_response(),
         _ => (
@@ -70,7 +67,7 @@ async fn metrics(State(state): State<AppState>) -> axum::response::Response {
     }
 }
 
-async fn healthz(State(state): State<AppState>) -> axum::response::Response {
+async fn healthz(State(state): State<AppState>) -> Response {
     if state.status.finished.load(Ordering::Acquire) {
         (StatusCode::SERVICE_UNAVAILABLE, "stopped\n").into_response()
     } else {
@@ -78,7 +75,7 @@ async fn healthz(State(state): State<AppState>) -> axum::response::Response {
     }
 }
 
-async fn readyz(State(state): State<AppState>) -> axum::response::Response {
+async fn readyz(State(state): State<AppState>) -> Response {
     let readiness = state.status.readiness();
     let code = if readiness == Readiness::Ready {
         StatusCode::OK
@@ -88,6 +85,7 @@ async fn readyz(State(state): State<AppState>) -> axum::response::Response {
     (code, format!("{}\n", readiness.describe())).into_response()
 }
 
+/// Resolves on SIGTERM or SIGINT.
 async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
@@ -106,16 +104,13 @@ async fn shutdown_signal() {
     }
 }
 
-/// `marginstream run`: until SIGTERM or SIGINT.
-pub fn run(config: &Config) -> anyhow::Result<()> {
-    let settings = LiveSettings {
-        kafka: kafka_settings(config),
-        engine: config.engine_for(ClockMode::Wall),
-        preparer: config.preparer.clone(),
-        state_dir: config.state_dir.clone(),
-        checkpoint_interval: config.checkpoint_interval,
-        dlq_pending_max: config.kafka.dlq_pending_max,
-    };
+/// `marginstream run`: serves the endpoint while the loop runs, until SIGTERM or SIGINT (or
+/// the loop ends on its own, on an error); then waits for the loop's final checkpoint.
+///
+/// # Errors
+///
+/// When `metrics.listen` cannot be bound, or the loop fails.
+pub fn serve(config: &Config) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -130,33 +125,14 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
         group = %config.kafka.group_id,
         "serving /metrics, /healthz and /readyz"
     );
-    let shutdown = Arc::new(AtomicBool::new(false));
-    let status = Arc::new(Status::default());
-    // Scrapes queue here; a handful in flight is plenty for Prometheus's one at a time.
-    let (requests, receiver) = crossbeam_channel::bounded(8);
-    let loop_thread = {
-        let shutdown = Arc::clone(&shutdown);
-        let status = Arc::clone(&status);
-        std::thread::Builder::new()
-            .name("ledger-loop".to_owned())
-            .spawn(move || live::run(settings, shutdown, receiver, status))
-            .context("cannot start the consumer loop thread")?
-    };
-    let state = AppState {
-        requests,
-        status: Arc::clone(&status),
-    };
-    let app = Router::new()
-        .route("/metrics", get(metrics))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .with_state(state);
-    let stop = Arc::clone(&shutdown);
-    let status_for_server = Arc::clone(&status);
+    let handle = LiveHandle::spawn(config.live_settings())?;
+    let app = router(&handle);
+    let status = Arc::clone(handle.status());
+    let stop = Arc::clone(handle.shutdown_flag());
     runtime.block_on(async move {
         let loop_done = async move {
-            while !status_for_server.finished.load(Ordering::Acquire) {
-                tokio::time::sleep(Duration::from_millis(100)).await;
+            while !status.finished.load(Ordering::Acquire) {
+                tokio::time::sleep(LOOP_CHECK_INTERVAL).await;
             }
         };
         let server = axum::serve(listener, app).with_graceful_shutdown(async move {
@@ -170,91 +146,6 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
             error!(error = %error, "the HTTP server failed");
         }
     });
-    shutdown.store(true, Ordering::Release);
-    match loop_thread.join() {
-        Ok(result) => result,
-        Err(_) => anyhow::bail!("the consumer loop panicked"),
-    }
-}
-
-/// Arguments of `marginstream produce`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct ProduceArgs {
-    /// The JSONL ledger to produce, `-` for standard input. Each line is one message, keyed
-    /// by its `customer_id` (else its `event_id`).
-    #[arg(long, short, value_name = "PATH", default_value = "-")]
-    pub input: PathBuf,
-    /// At most this many messages per second (default: as fast as possible).
-    #[arg(long, value_name = "N")]
-    pub rate: Option<u64>,
-}
-
-/// `marginstream produce`: a JSONL ledger into `kafka.topic`.
-pub fn produce(config: &Config, args: &ProduceArgs) -> anyhow::Result<()> {
-    let settings = kafka_settings(config);
-    let producer = LedgerProducer::new(&settings)?;
-    let input: Box<dyn std::io::Read> = if args.input.as_os_str() == "-" {
-        Box::new(std::io::stdin())
-    } else {
-        Box::new(
-            std::fs::File::open(&args.input)
-                .with_context(|| format!("cannot open {}", args.input.display()))?,
-        )
-    };
-    let mut reader = BufReader::with_capacity(1 << 20, input);
-    let started = Instant::now();
-    let mut line = Vec::new();
-    let mut count = 0u64;
-    let mut last_log = Instant::now();
-    loop {
-        line.clear();
-        if reader.read_until(b'\n', &mut line)? == 0 {
-            break;
-        }
-        if line.last() == Some(&b'\n') {
-            line.pop();
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
-        }
-        producer.send(&line)?;
-        count += 1;
-        if let Some(rate) = args.rate.filter(|r| *r > 0) {
-            let due = Duration::from_secs_f64(count as f64 / rate as f64);
-            let elapsed = started.elapsed();
-            if due > elapsed {
-                std::thread::sleep(due - elapsed);
-            }
-        }
-        if last_log.elapsed() >= Duration::from_secs(10) {
-            last_log = Instant::now();
-            info!(messages = count, topic = %settings.topic, "producing");
-        }
-    }
-    producer.flush(Duration::from_secs(60))?;
-    let seconds = started.elapsed().as_secs_f64();
-    info!(
-        messages = count,
-        seconds = format!("{seconds:.2}"),
-        per_second = (count as f64 / seconds.max(1e-9)) as u64,
-        topic = %settings.topic,
-        "produced"
-    );
-    Ok(())
-}
-
-/// `marginstream create-topics`: `kafka.topic` with `partitions` partitions and
-/// `kafka.dlq_topic` with one, if they do not exist.
-pub fn create(config: &Config, partitions: i32) -> anyhow::Result<()> {
-    let settings = kafka_settings(config);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(create_topics(
-        &settings,
-        &[(&settings.topic, partitions), (&settings.dlq_topic, 1)],
-    ))?;
-    info!(topic = %settings.topic, partitions, dlq_topic = %settings.dlq_topic, "topics ready");
-    Ok(())
+    handle.stop();
+    handle.join()
 }

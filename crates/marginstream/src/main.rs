@@ -1,41 +1,24 @@
-//! The `marginstream` binary: command line, configuration and wiring.
+//! The `marginstream` binary: the command line, logging and exit codes. Everything else is
+//! the `marginstream` library.
 //!
-//! - `config`: the TOML configuration, its overrides and its validation.
-//! - `replay`: the engine over a JSONL ledger.
-//! - `generate`: a deterministic synthetic ledger.
-//!
-//! Errors are `anyhow` here and only here; `main` prints them with their causes and maps
-//! them to an exit code: 0 success, 1 failure, 2 invalid configuration or usage.
+//! Exit codes: 0 success (a closed output pipe, as in `replay ... | head`, included), 1
+//! failure, 2 invalid configuration or usage.
 
 // Parsing and engine threads allocate and free customer ids across threads; mimalloc
 // handles that far better than the system allocator (measured: a tenth of replay time).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-mod checkpoint;
-mod config;
-mod generate;
-mod live;
-#[cfg(test)]
-mod live_faults;
-mod replay;
-mod serve;
-
-use std::fs::File;
-use std::io::{self, BufWriter, IsTerminal, Write};
+use std::io::{self, IsTerminal};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use marginstream_exporter::{
-    json::render_json, render_prometheus, table::render_table, RenderOptions,
-};
-use marginstream_model::{EventType, Outcome};
-use tracing::info;
-
-use crate::config::{Config, ConfigError};
-use crate::replay::{Format, ReplayArgs};
+use marginstream::config::{self, Config, ConfigError};
+use marginstream::generate::GenerateArgs;
+use marginstream::kafka_tools::{self, ProduceArgs};
+use marginstream::replay::{self, ReplayArgs};
+use marginstream::{generate, http};
 
 /// marginstream: per-customer gross margin (GM-M, GM-O and the Services Drag between them)
 /// from a Commercial Event Ledger of Revenue_Event and Cost_Event messages, as exact decimals,
@@ -72,7 +55,7 @@ enum Command {
         #[command(flatten)]
         config: ConfigArgs,
         #[command(flatten)]
-        produce: serve::ProduceArgs,
+        produce: ProduceArgs,
     },
     /// Create kafka.topic and kafka.dlq_topic if they do not exist.
     CreateTopics {
@@ -95,7 +78,7 @@ enum Command {
     /// Validate a configuration and print the effective one (all problems at once).
     CheckConfig(ConfigArgs),
     /// Write a deterministic synthetic ledger as JSONL (to standard output by default).
-    Generate(generate::GenerateArgs),
+    Generate(GenerateArgs),
 }
 
 /// The configuration file and the flags that override its common keys. Environment
@@ -145,6 +128,7 @@ fn quoted(text: &str) -> String {
 }
 
 impl ConfigArgs {
+    /// Loads the file, then the environment, then these flags, and validates.
     fn load(&self) -> Result<Config, ConfigError> {
         let mut flags: Vec<(&str, String)> = Vec::new();
         if let Some(windows) = &self.windows {
@@ -184,98 +168,20 @@ fn init_logging(filter: &str) {
         .init();
 }
 
-fn output(path: Option<&PathBuf>) -> anyhow::Result<Box<dyn Write>> {
-    Ok(match path {
-        Some(path) => Box::new(BufWriter::new(
-            File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
-        )),
-        None => Box::new(BufWriter::new(io::stdout().lock())),
+/// Returns `true` if the error comes from writing to a closed pipe (`| head`): the reader
+/// has what it wanted, so the process ends quietly, as ripgrep's does.
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
     })
-}
-
-fn run_replay(config: &Config, args: &ReplayArgs) -> anyhow::Result<()> {
-    let (mut engine, summary) = replay::replay(config, args)?;
-    let counters = summary.counters;
-    let count = |outcome| {
-        EventType::ALL
-            .iter()
-            .map(|t| counters.events(*t, outcome))
-            .sum::<u64>()
-    };
-    let rejected: u64 = counters.rejected.iter().sum();
-    let seconds = summary.elapsed.as_secs_f64();
-    info!(
-        lines = summary.lines,
-        bytes = summary.bytes,
-        applied = count(Outcome::Applied),
-        late = count(Outcome::Late),
-        duplicate = count(Outcome::Duplicate),
-        rejected,
-        customers = engine.customer_count(),
-        seconds = format!("{seconds:.3}"),
-        events_per_second = (counters.total() as f64 / seconds.max(1e-9)) as u64,
-        "replay finished"
-    );
-    if rejected > 0 {
-        info!(rejected, path = %args.rejected_out.display(), "rejected lines written");
-    }
-    let view = engine.view();
-    let mut out = output(args.output.as_ref())?;
-    match args.format {
-        Format::Prometheus => {
-            let mut text = Vec::new();
-            render_prometheus(&view, RenderOptions::default(), &mut text);
-            out.write_all(&text)?;
-        }
-        Format::Json => render_json(&view, &mut out)?,
-        Format::Table => {
-            let labels = marginstream_model::GaugeView::window_labels(&view);
-            let window = args
-                .window
-                .clone()
-                .unwrap_or_else(|| labels.last().cloned().unwrap_or_default());
-            render_table(&view, &window, args.limit, &mut out)?;
-        }
-    }
-    out.flush().context("cannot write the output")?;
-    Ok(())
-}
-
-fn run_generate(args: &generate::GenerateArgs) -> anyhow::Result<()> {
-    let stats = match &args.output {
-        Some(path) => {
-            let mut file = BufWriter::new(
-                File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
-            );
-            let stats = generate::generate(args, &mut file)?;
-            file.flush()?;
-            stats
-        }
-        None => {
-            let stdout = io::stdout();
-            let mut lock = stdout.lock();
-            let result = generate::generate(args, &mut lock);
-            match result {
-                // A closed pipe (`| head`) is a normal way to stop a stream.
-                Err(error) if error.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
-                other => other?,
-            }
-        }
-    };
-    info!(
-        lines = stats.lines,
-        events = stats.events,
-        duplicates = stats.duplicates,
-        bad = stats.bad,
-        "ledger generated"
-    );
-    Ok(())
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log_level);
-    let loaded = match &cli.command {
+    let config = match &cli.command {
         Command::Run(args)
         | Command::CheckConfig(args)
         | Command::Replay { config: args, .. }
@@ -289,29 +195,23 @@ fn main() -> ExitCode {
         },
         Command::Generate(_) => None,
     };
-    let result = match (&cli.command, loaded) {
-        (Command::Replay { replay, .. }, Some(config)) => run_replay(&config, replay),
+    let result = match (&cli.command, config) {
+        (Command::Replay { replay, .. }, Some(config)) => replay::run(&config, replay),
         (Command::CheckConfig(_), Some(config)) => {
-            let text = toml::to_string_pretty(&config.raw).unwrap_or_default();
-            println!(
-                "# configuration is valid: {} tagging rules, /metrics on {}, topic {} via {}\n# effective values:\n{text}",
-                config.rules.len(),
-                config.listen,
-                config.kafka.topic,
-                config.kafka.brokers
-            );
+            println!("{}", config.describe());
             Ok(())
         }
-        (Command::Run(_), Some(config)) => serve::run(&config),
-        (Command::Produce { produce, .. }, Some(config)) => serve::produce(&config, produce),
+        (Command::Run(_), Some(config)) => http::serve(&config),
+        (Command::Produce { produce, .. }, Some(config)) => kafka_tools::produce(&config, produce),
         (Command::CreateTopics { partitions, .. }, Some(config)) => {
-            serve::create(&config, *partitions)
+            kafka_tools::create(&config, *partitions)
         }
-        (Command::Generate(args), _) => run_generate(args),
+        (Command::Generate(args), _) => generate::run(args),
         _ => unreachable!("every command that needs a configuration has one"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE

@@ -1,28 +1,45 @@
-//! `marginstream replay`: the engine over a JSONL ledger, no Kafka needed.
+//! `marginstream replay`: the engine over a JSONL ledger (or the ledger topic read directly),
+//! no consumer group needed.
+//!
+//! - [`replay`]: reads the ledger into a new engine and returns it with a summary; [`run`]
+//!   is the command: replay, then print the final state in the chosen format.
+//! - `source`: where the lines come from. `rejected`: the rejected-events file. `history`:
+//!   the backfill history taken while the engine runs. `progress`: the progress bar.
 //!
 //! Two threads: the reader cuts the input into batches of lines and prepares every line
-//! (parse, validate, convert, tag: the costly part); the main thread applies the prepared
+//! (parse, validate, convert, tag: the costly part); the calling thread applies the prepared
 //! events to the engine in input order and writes rejected lines. A bounded channel of
 //! [`READ_AHEAD_BATCHES`] batches between them bounds memory.
 
+mod history;
+mod progress;
+mod rejected;
+mod source;
+
 use std::fs::File;
-use std::io::{self, BufWriter, IsTerminal, Read, Write};
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::io::{self, BufWriter, Write};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use base64::Engine as _;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use marginstream_aggregator::{ClockMode, Engine, Prepared};
 use marginstream_consumer::kafka::TopicReader;
 use marginstream_consumer::{JsonlReader, LineBatch, Offset, Partition, ReaderOptions};
+use marginstream_exporter::json::render_json;
 use marginstream_exporter::openmetrics::HistoryWriter;
-use marginstream_exporter::ExporterError;
-use marginstream_model::{Counters, DurationSpec, RejectReason, Rejection, Timestamp};
-use serde_json::json;
+use marginstream_exporter::table::render_table;
+use marginstream_exporter::{render_prometheus, RenderOptions};
+use marginstream_model::{
+    Counters, DurationSpec, EventType, GaugeView, Outcome, RejectReason, Rejection, Timestamp,
+};
 use tracing::info;
 
+use crate::clock::wall_clock;
 use crate::config::Config;
+use history::History;
+use progress::Reporter;
+use rejected::RejectedWriter;
+use source::{open_input, Source};
 
 /// Batches prepared ahead of the engine: bounds memory to about this many times the batch
 /// size (1 MiB) plus the parsed events.
@@ -105,58 +122,6 @@ pub struct ReplayArgs {
     pub step: Option<String>,
 }
 
-/// Takes the history of the gauges while the engine runs: the sample stamped `s` (a multiple
-/// of the step) is the state when the watermark first reached `s`, that is the events
-/// applied before the first event later than `s`, with the windows computed at `T = s`
-/// (contract section 4).
-struct History {
-    writer: HistoryWriter,
-    step_seconds: i64,
-    /// The next boundary to stamp; set by the first applied event.
-    next: Option<i64>,
-    /// The first error, after which no more snapshots are taken.
-    error: Option<ExporterError>,
-}
-
-impl History {
-    /// Called before the watermark moves towards `target`: stamps every boundary below it.
-    fn before_advance(&mut self, engine: &mut Engine, target: Timestamp) {
-        let step = self.step_seconds;
-        // The first boundary at or after the first event: nothing was applied before it.
-        let next = self.next.get_or_insert_with(|| {
-            target.seconds.div_euclid(step) * step
-                + if target.seconds.rem_euclid(step) == 0 && target.nanos == 0 {
-                    0
-                } else {
-                    step
-                }
-        });
-        while self.error.is_none() && Timestamp::from_seconds(*next) < target {
-            let at = Timestamp::from_seconds(*next);
-            engine.advance_watermark(at);
-            if let Err(error) = self.writer.snapshot(&engine.view(), at) {
-                self.error = Some(error);
-            }
-            *next += step;
-        }
-    }
-
-    /// Stamps the last boundary if the watermark stopped exactly on it, and writes the file.
-    fn finish(mut self, engine: &mut Engine) -> anyhow::Result<u64> {
-        if let (Some(next), Some(watermark)) = (self.next, engine.watermark()) {
-            if self.error.is_none() && watermark == Timestamp::from_seconds(next) {
-                if let Err(error) = self.writer.snapshot(&engine.view(), watermark) {
-                    self.error = Some(error);
-                }
-            }
-        }
-        if let Some(error) = self.error {
-            return Err(error.into());
-        }
-        Ok(self.writer.finish()?)
-    }
-}
-
 /// What a replay did.
 #[derive(Debug, Clone)]
 pub struct ReplaySummary {
@@ -179,50 +144,6 @@ struct Prepared_ {
     origins: Vec<(Partition, Offset)>,
 }
 
-/// The partition and offset of each line of a batch read from Kafka (empty for a file).
-type Origins = Vec<(Partition, Offset)>;
-
-/// Where replay reads: a JSONL file (or stdin), or the topic itself.
-enum Source {
-    File(JsonlReader<Box<dyn Read + Send>>),
-    Kafka(TopicReader),
-}
-
-impl Source {
-    fn next_batch(&mut self) -> anyhow::Result<Option<(LineBatch, Origins)>> {
-        match self {
-            Source::File(reader) => Ok(reader
-                .next_batch()
-                .context("cannot read the ledger")?
-                .map(|batch| (batch, Vec::new()))),
-            Source::Kafka(reader) => Ok(reader
-                .next_batch(1 << 20)
-                .context("cannot read the topic")?
-                .map(|topic| (topic.batch, topic.origins))),
-        }
-    }
-
-    fn recycle(&mut self, batch: LineBatch) {
-        if let Source::File(reader) = self {
-            reader.recycle(batch);
-        }
-    }
-
-    fn lines_read(&self) -> u64 {
-        match self {
-            Source::File(reader) => reader.lines_read(),
-            Source::Kafka(reader) => reader.messages_read(),
-        }
-    }
-
-    fn bytes_read(&self, fallback: u64) -> u64 {
-        match self {
-            Source::File(reader) => reader.bytes_read(),
-            Source::Kafka(_) => fallback,
-        }
-    }
-}
-
 /// Parses an RFC 3339 time of a flag.
 fn time_flag(name: &str, text: Option<&str>) -> anyhow::Result<Option<Timestamp>> {
     text.map(|text| {
@@ -231,163 +152,6 @@ fn time_flag(name: &str, text: Option<&str>) -> anyhow::Result<Option<Timestamp>
         })
     })
     .transpose()
-}
-
-/// Returns the wall clock as a timestamp. The binary reads the clock; the engine never does.
-pub fn wall_clock() -> Timestamp {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO);
-    Timestamp {
-        seconds: i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
-        nanos: since.subsec_nanos(),
-    }
-}
-
-/// Writes rejected lines as JSONL.
-struct RejectedWriter {
-    out: BufWriter<File>,
-    path: PathBuf,
-    written: u64,
-}
-
-impl RejectedWriter {
-    fn create(path: &Path) -> anyhow::Result<RejectedWriter> {
-        let file = File::create(path).with_context(|| {
-            format!("cannot create the rejected-events file {}", path.display())
-        })?;
-        Ok(RejectedWriter {
-            out: BufWriter::with_capacity(256 * 1024, file),
-            path: path.to_owned(),
-            written: 0,
-        })
-    }
-
-    fn write(
-        &mut self,
-        line_number: u64,
-        line: &[u8],
-        truncated_from: Option<u64>,
-        origin: Option<(Partition, Offset)>,
-        rejection: &Rejection,
-    ) -> anyhow::Result<()> {
-        let mut record = json!({
-            "reason": rejection.reason.as_str(),
-            "error": rejection.message,
-        });
-        match origin {
-            Some((partition, offset)) => {
-                record["partition"] = json!(partition.0);
-                record["offset"] = json!(offset.0);
-            }
-            None => record["line_number"] = json!(line_number),
-        }
-        match std::str::from_utf8(line) {
-            Ok(text) => record["line"] = json!(text),
-            Err(_) => {
-                record["line_base64"] =
-                    json!(base64::engine::general_purpose::STANDARD.encode(line))
-            }
-        }
-        if let Some(length) = truncated_from {
-            record["truncated_from"] = json!(length);
-        }
-        serde_json::to_writer(&mut self.out, &record)?;
-        self.out
-            .write_all(b"\n")
-            .with_context(|| format!("cannot write to {}", self.path.display()))?;
-        self.written += 1;
-        Ok(())
-    }
-
-    fn finish(mut self) -> anyhow::Result<u64> {
-        self.out
-            .flush()
-            .with_context(|| format!("cannot write to {}", self.path.display()))?;
-        Ok(self.written)
-    }
-}
-
-fn open_input(path: &Path) -> anyhow::Result<(Box<dyn Read + Send>, Option<u64>)> {
-    if path == Path::new("-") {
-        return Ok((Box::new(io::stdin()), None));
-    }
-    let file =
-        File::open(path).with_context(|| format!("cannot open the ledger {}", path.display()))?;
-    let size = file
-        .metadata()
-        .ok()
-        .filter(|m| m.is_file())
-        .map(|m| m.len());
-    Ok((Box::new(file), size))
-}
-
-/// Reports progress: a bar on a terminal, log lines otherwise.
-struct Reporter {
-    bar: Option<ProgressBar>,
-    log: bool,
-    started: Instant,
-    last: Instant,
-    total_bytes: Option<u64>,
-}
-
-impl Reporter {
-    fn new(mode: Progress, total_bytes: Option<u64>) -> Reporter {
-        let terminal = io::stderr().is_terminal();
-        let bar = match (mode, terminal) {
-            (Progress::Always, _) | (Progress::Auto, true) => {
-                let bar = match total_bytes {
-                    Some(total) => ProgressBar::new(total).with_style(
-                        ProgressStyle::with_template(
-                            "{spinner} [{elapsed_precise}] {wide_bar} {percent:>3}% {msg} ETA {eta}",
-                        )
-                        .expect("the progress template is valid"),
-                    ),
-                    None => ProgressBar::new_spinner().with_style(
-                        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
-                            .expect("the progress template is valid"),
-                    ),
-                };
-                bar.set_draw_target(ProgressDrawTarget::stderr_with_hz(4));
-                Some(bar)
-            }
-            _ => None,
-        };
-        let now = Instant::now();
-        Reporter {
-            bar,
-            log: mode == Progress::Auto && !terminal,
-            started: now,
-            last: now,
-            total_bytes,
-        }
-    }
-
-    fn update(&mut self, bytes: u64, events: u64) {
-        let now = Instant::now();
-        let rate = events as f64 / now.duration_since(self.started).as_secs_f64().max(1e-9);
-        if let Some(bar) = &self.bar {
-            bar.set_position(bytes);
-            bar.set_message(format!("{events} events, {rate:.0} events/s"));
-        } else if self.log && now.duration_since(self.last) >= Duration::from_secs(5) {
-            self.last = now;
-            let percent = self
-                .total_bytes
-                .map(|total| format!("{:.1}", 100.0 * bytes as f64 / total.max(1) as f64));
-            info!(
-                events,
-                events_per_second = rate as u64,
-                percent = percent.as_deref().unwrap_or("?"),
-                "replay progress"
-            );
-        }
-    }
-
-    fn finish(self) {
-        if let Some(bar) = self.bar {
-            bar.finish_and_clear();
-        }
-    }
 }
 
 /// Replays the ledger of `args.input` into a new engine, writing rejected lines to
@@ -428,7 +192,7 @@ pub fn replay(config: &Config, args: &ReplayArgs) -> anyhow::Result<(Engine, Rep
             (Source::File(reader), total_bytes)
         }
         None => {
-            let settings = crate::serve::kafka_settings(config);
+            let settings = config.kafka_settings();
             info!(topic = %settings.topic, brokers = %settings.brokers, "reading the topic from its beginning");
             (
                 Source::Kafka(TopicReader::new(&settings, max_event_bytes + 1)?),
@@ -555,4 +319,69 @@ pub fn replay(config: &Config, args: &ReplayArgs) -> anyhow::Result<(Engine, Rep
             elapsed,
         },
     ))
+}
+
+/// Opens the output: the file at `path`, or standard output.
+fn output(path: Option<&PathBuf>) -> anyhow::Result<Box<dyn Write>> {
+    Ok(match path {
+        Some(path) => Box::new(BufWriter::new(
+            File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+        )),
+        None => Box::new(BufWriter::new(io::stdout().lock())),
+    })
+}
+
+/// `marginstream replay`: replays the ledger, logs a summary, and writes the final state in
+/// `args.format`.
+///
+/// # Errors
+///
+/// When the input cannot be read, an output cannot be written (a closed pipe included:
+/// `main` ends quietly on that one), or a history step fails.
+pub fn run(config: &Config, args: &ReplayArgs) -> anyhow::Result<()> {
+    let (mut engine, summary) = replay(config, args)?;
+    let counters = summary.counters;
+    let count = |outcome| {
+        EventType::ALL
+            .iter()
+            .map(|t| counters.events(*t, outcome))
+            .sum::<u64>()
+    };
+    let rejected: u64 = counters.rejected.iter().sum();
+    let seconds = summary.elapsed.as_secs_f64();
+    info!(
+        lines = summary.lines,
+        bytes = summary.bytes,
+        applied = count(Outcome::Applied),
+        late = count(Outcome::Late),
+        duplicate = count(Outcome::Duplicate),
+        rejected,
+        customers = engine.customer_count(),
+        seconds = format!("{seconds:.3}"),
+        events_per_second = (counters.total() as f64 / seconds.max(1e-9)) as u64,
+        "replay finished"
+    );
+    if rejected > 0 {
+        info!(rejected, path = %args.rejected_out.display(), "rejected lines written");
+    }
+    let view = engine.view();
+    let mut out = output(args.output.as_ref())?;
+    match args.format {
+        Format::Prometheus => {
+            let mut text = Vec::new();
+            render_prometheus(&view, RenderOptions::default(), &mut text);
+            out.write_all(&text)?;
+        }
+        Format::Json => render_json(&view, &mut out)?,
+        Format::Table => {
+            let labels = view.window_labels();
+            let window = args
+                .window
+                .clone()
+                .unwrap_or_else(|| labels.last().cloned().unwrap_or_default());
+            render_table(&view, &window, args.limit, &mut out)?;
+        }
+    }
+    out.flush().context("cannot write the output")?;
+    Ok(())
 }

@@ -1,0 +1,387 @@
+//! Raw to validated: one function per section, each pushing every problem it finds with its
+//! key, then [`validate`] assembling the [`Config`] when there is none. No I/O.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use marginstream_aggregator::{tagging, ClockMode, EngineConfig, Preparer, Tagger, TaggingRule};
+use marginstream_model::{money::parse_decimal, CostFunction, Currency, DurationSpec, ParseLimits};
+use rust_decimal::Decimal;
+
+use super::raw::{RawConfig, RawKafka, RawLedger, RawMetrics, RawState, RawTagging};
+use super::{Config, ConfigProblem};
+
+/// The largest `ledger.max_event_bytes`: 16 MiB, the JSONL reader's hard line cap.
+pub const MAX_EVENT_BYTES_LIMIT: u64 = 16 * 1024 * 1024;
+
+/// The largest `ledger.max_future_skew`: one week.
+const MAX_FUTURE_SKEW_LIMIT_SECONDS: i64 = 7 * 86_400;
+
+/// The longest topic name Kafka accepts.
+const TOPIC_NAME_BYTES_MAX: usize = 249;
+
+/// The problems found so far, each with its key.
+struct Problems<'a>(&'a mut Vec<ConfigProblem>);
+
+impl Problems<'_> {
+    fn push(&mut self, key: &str, message: impl Into<String>) {
+        self.0.push(ConfigProblem {
+            key: key.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    /// Parses a duration, pushing the problem under `key` when it is not one.
+    fn duration(&mut self, key: &str, text: &str) -> Option<DurationSpec> {
+        DurationSpec::parse(text)
+            .map_err(|error| self.push(key, error.to_string()))
+            .ok()
+    }
+}
+
+/// Validates a raw configuration, pushing every problem found; returns the configuration
+/// when there is none.
+pub fn validate(raw: RawConfig, problems: &mut Vec<ConfigProblem>) -> Option<Config> {
+    let start = problems.len();
+    let mut found = Problems(problems);
+    kafka(&raw.kafka, &mut found);
+    let state = state(&raw.state, &mut found);
+    let listen = metrics(&raw.metrics, &mut found);
+    let ledger = ledger(&raw.ledger, &mut found);
+    let rules = tagging(&raw.tagging, &mut found);
+    if problems.len() > start {
+        return None;
+    }
+    let (state_dir, checkpoint_interval) = state?;
+    let ledger = ledger?;
+    let (rules, tagger) = rules?;
+    let preparer = Preparer::new(
+        ParseLimits {
+            max_event_bytes: raw.ledger.max_event_bytes as usize,
+        },
+        tagger,
+        ledger.reporting,
+        ledger.rates,
+    );
+    Some(Config {
+        kafka: raw.kafka.clone(),
+        listen: listen?,
+        state_dir,
+        checkpoint_interval,
+        engine: ledger.engine,
+        clock: ledger.clock,
+        preparer,
+        rules,
+        raw,
+    })
+}
+
+/// `[kafka]`: broker list, topic names, the group, pass-through properties, DLQ limit.
+fn kafka(raw: &RawKafka, problems: &mut Problems<'_>) {
+    if raw.brokers.trim().is_empty() {
+        problems.push("kafka.brokers", "must name at least one broker");
+    }
+    for (key, topic) in [
+        ("kafka.topic", &raw.topic),
+        ("kafka.dlq_topic", &raw.dlq_topic),
+    ] {
+        let valid = !topic.is_empty()
+            && topic.len() <= TOPIC_NAME_BYTES_MAX
+            && topic
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if !valid {
+            problems.push(
+                key,
+                format!("{topic:?} is not a Kafka topic name (1-249 of a-z A-Z 0-9 . _ -)"),
+            );
+        }
+    }
+    if raw.topic == raw.dlq_topic {
+        problems.push("kafka.dlq_topic", "must differ from kafka.topic");
+    }
+    if raw.group_id.trim().is_empty() {
+        problems.push("kafka.group_id", "must not be empty");
+    }
+    for key in raw.properties.keys() {
+        if marginstream_consumer::kafka::RESERVED_PROPERTIES.contains(&key.as_str())
+            || key == "bootstrap.servers"
+        {
+            problems.push(
+                &format!("kafka.properties.{key}"),
+                "is set by marginstream itself (offsets move only after a durable checkpoint); use kafka.brokers or kafka.group_id for those",
+            );
+        }
+    }
+    if raw.dlq_pending_max == 0 || raw.dlq_pending_max > 10_000_000 {
+        problems.push(
+            "kafka.dlq_pending_max",
+            format!(
+                "must be between 1 and 10000000, got {}",
+                raw.dlq_pending_max
+            ),
+        );
+    }
+}
+
+/// `[state]`: the checkpoint directory and interval.
+fn state(raw: &RawState, problems: &mut Problems<'_>) -> Option<(PathBuf, Duration)> {
+    if raw.dir.trim().is_empty() {
+        problems.push("state.dir", "must not be empty");
+    }
+    let interval = match DurationSpec::parse(&raw.checkpoint_interval) {
+        Ok(interval) if interval.seconds() >= 1 && interval.seconds() <= 86_400 => {
+            Some(Duration::from_secs(interval.seconds() as u64))
+        }
+        Ok(interval) => {
+            problems.push(
+                "state.checkpoint_interval",
+                format!("{interval} is not between 1s and 24h"),
+            );
+            None
+        }
+        Err(error) => {
+            problems.push("state.checkpoint_interval", error.to_string());
+            None
+        }
+    };
+    Some((PathBuf::from(&raw.dir), interval?))
+}
+
+/// `[metrics]`: the listen address.
+fn metrics(raw: &RawMetrics, problems: &mut Problems<'_>) -> Option<SocketAddr> {
+    raw.listen
+        .parse::<SocketAddr>()
+        .map_err(|_| {
+            problems.push(
+                "metrics.listen",
+                format!("{:?} is not an address like 127.0.0.1:9898", raw.listen),
+            )
+        })
+        .ok()
+}
+
+/// What `[ledger]` validates into.
+struct Ledger {
+    /// The engine's settings, the clock defaulted to event time.
+    engine: EngineConfig,
+    /// The configured clock, if any.
+    clock: Option<ClockMode>,
+    reporting: Currency,
+    rates: HashMap<Currency, Decimal>,
+}
+
+/// `[ledger]`: windows, bucket, clock, currency and rates, limits.
+fn ledger(raw: &RawLedger, problems: &mut Problems<'_>) -> Option<Ledger> {
+    let bucket = problems.duration("ledger.bucket", &raw.bucket);
+    let windows: Vec<Option<DurationSpec>> = raw
+        .windows
+        .iter()
+        .map(|w| problems.duration("ledger.windows", w))
+        .collect();
+    let skew = problems.duration("ledger.max_future_skew", &raw.max_future_skew);
+    let horizon = raw
+        .dedup_horizon
+        .as_deref()
+        .map(|h| problems.duration("ledger.dedup_horizon", h));
+    windows_fit(bucket.as_ref(), &windows, raw.lifetime, problems);
+    let clock = match raw.clock.as_deref() {
+        None => None,
+        Some("event") => Some(ClockMode::Event),
+        Some("wall") => Some(ClockMode::Wall),
+        Some(other) => {
+            problems.push(
+                "ledger.clock",
+                format!("{other:?} is neither \"event\" nor \"wall\""),
+            );
+            None
+        }
+    };
+    let reporting = Currency::parse(&raw.reporting_currency)
+        .map_err(|error| problems.push("ledger.reporting_currency", error.to_string()))
+        .ok();
+    let rates = rates(raw, reporting, problems);
+    if raw.max_event_bytes == 0 || raw.max_event_bytes > MAX_EVENT_BYTES_LIMIT {
+        problems.push(
+            "ledger.max_event_bytes",
+            format!(
+                "must be between 1 and {MAX_EVENT_BYTES_LIMIT}, got {}",
+                raw.max_event_bytes
+            ),
+        );
+    }
+    if raw.max_customers == 0 || raw.max_customers >= u64::from(u32::MAX) {
+        problems.push(
+            "ledger.max_customers",
+            format!(
+                "must be between 1 and {}, got {}",
+                u32::MAX - 1,
+                raw.max_customers
+            ),
+        );
+    }
+    if let Some(skew) = &skew {
+        if skew.seconds() > MAX_FUTURE_SKEW_LIMIT_SECONDS {
+            problems.push(
+                "ledger.max_future_skew",
+                format!("{skew} is more than the maximum of 7d"),
+            );
+        }
+    }
+    let longest = windows.iter().flatten().map(DurationSpec::seconds).max();
+    if let (Some(Some(horizon)), Some(longest), Some(bucket)) = (&horizon, longest, &bucket) {
+        if horizon.seconds() < longest + bucket.seconds() {
+            problems.push(
+                "ledger.dedup_horizon",
+                format!("{horizon} is shorter than the longest window plus one bucket"),
+            );
+        }
+    }
+    Some(Ledger {
+        engine: EngineConfig {
+            windows: windows.into_iter().collect::<Option<_>>()?,
+            lifetime: raw.lifetime,
+            bucket: bucket?,
+            clock: clock.unwrap_or(ClockMode::Event),
+            max_customers: raw.max_customers as usize,
+            max_future_skew_seconds: skew?.seconds(),
+            dedup_horizon: horizon.flatten(),
+        },
+        clock,
+        reporting: reporting?,
+        rates: rates?,
+    })
+}
+
+/// Checks the windows against the bucket and each other: whole buckets, all different, at
+/// least one label and at most the engine's maximum.
+fn windows_fit(
+    bucket: Option<&DurationSpec>,
+    windows: &[Option<DurationSpec>],
+    lifetime: bool,
+    problems: &mut Problems<'_>,
+) {
+    if let Some(bucket) = bucket {
+        if bucket.seconds() < 60 {
+            problems.push(
+                "ledger.bucket",
+                format!("{bucket} is shorter than the minimum of 1m"),
+            );
+        }
+        for window in windows.iter().flatten() {
+            if window.seconds() % bucket.seconds() != 0 {
+                problems.push(
+                    "ledger.windows",
+                    format!("window {window} is not a whole number of {bucket} buckets"),
+                );
+            }
+        }
+    }
+    let mut seen = HashMap::new();
+    for window in windows.iter().flatten() {
+        if let Some(previous) = seen.insert(window.seconds(), window.as_str().to_owned()) {
+            problems.push(
+                "ledger.windows",
+                format!("windows {previous} and {window} are the same length"),
+            );
+        }
+        if window.as_str() == "all" {
+            problems.push(
+                "ledger.windows",
+                "`all` is the lifetime window: use ledger.lifetime",
+            );
+        }
+    }
+    let label_count = windows.len() + usize::from(lifetime);
+    if label_count == 0 {
+        problems.push(
+            "ledger.windows",
+            "no window at all: list a window or set ledger.lifetime = true",
+        );
+    }
+    if label_count > marginstream_aggregator::engine::WINDOWS_MAX {
+        problems.push(
+            "ledger.windows",
+            format!(
+                "at most {} windows counting `all`",
+                marginstream_aggregator::engine::WINDOWS_MAX
+            ),
+        );
+    }
+}
+
+/// `ledger.fx`: a positive exact rate per currency code, 1 for the reporting currency.
+fn rates(
+    raw: &RawLedger,
+    reporting: Option<Currency>,
+    problems: &mut Problems<'_>,
+) -> Option<HashMap<Currency, Decimal>> {
+    let start = problems.0.len();
+    let mut rates = HashMap::new();
+    for (code, value) in &raw.fx {
+        let key = format!("ledger.fx.{code}");
+        let Ok(currency) = Currency::parse(code) else {
+            problems.push(
+                &key,
+                format!("{code:?} is not a currency code (three upper-case letters)"),
+            );
+            continue;
+        };
+        let rate = match value {
+            toml::Value::String(text) => parse_decimal(text).map_err(str::to_owned),
+            toml::Value::Integer(number) => Ok(Decimal::from(*number)),
+            // A TOML float's shortest round-trip text is the decimal the user wrote, up to
+            // 15 significant digits; strings are exact whatever their length.
+            toml::Value::Float(number) => parse_decimal(&number.to_string()).map_err(str::to_owned),
+            other => Err(format!("expected a decimal, got {}", other.type_str())),
+        };
+        match rate {
+            Ok(rate) if rate <= Decimal::ZERO => {
+                problems.push(&key, format!("rate {rate} must be positive"))
+            }
+            Ok(rate) if Some(currency) == reporting && rate != Decimal::ONE => problems.push(
+                &key,
+                format!("the reporting currency's rate must be 1, got {rate}"),
+            ),
+            Ok(rate) => {
+                rates.insert(currency, rate);
+            }
+            Err(message) => problems.push(&key, message),
+        }
+    }
+    (problems.0.len() == start).then_some(rates)
+}
+
+/// `[tagging]`: the rules in order, then the defaults when none are given or asked for.
+fn tagging(raw: &RawTagging, problems: &mut Problems<'_>) -> Option<(Vec<TaggingRule>, Tagger)> {
+    let mut rules = Vec::new();
+    for (index, rule) in raw.rules.iter().flatten().enumerate() {
+        let key = format!("tagging.rules[{index}]");
+        let Some(function) = CostFunction::from_wire(&rule.function) else {
+            problems.push(
+                &format!("{key}.function"),
+                format!("{:?} is not one of Infrastructure, Support, Success_Engineering, Implementation, Onboarding, Excluded", rule.function),
+            );
+            continue;
+        };
+        if rule.categories.is_empty() || rule.categories.iter().any(|c| c.trim().is_empty()) {
+            problems.push(
+                &format!("{key}.categories"),
+                "must list at least one non-empty category",
+            );
+        }
+        rules.push(TaggingRule {
+            function,
+            categories: rule.categories.clone(),
+        });
+    }
+    if raw.rules.is_none() || raw.include_default_rules {
+        rules.extend(tagging::default_rules());
+    }
+    let tagger = Tagger::new(&rules)
+        .map_err(|error| problems.push("tagging.rules", error.to_string()))
+        .ok()?;
+    Some((rules, tagger))
+}

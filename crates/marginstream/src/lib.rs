@@ -1,0 +1,49 @@
+//! marginstream, the application: configuration, `run` (the Kafka loop and its HTTP
+//! endpoint), `replay`, `generate` and the Kafka helpers, as a library that the binary, the
+//! integration tests and the benches all drive. The binary (`main.rs`) is the command line,
+//! logging and exit codes, nothing else.
+//!
+//! - [`config`]: the TOML configuration, its overrides and its validation, and the settings
+//!   every other part is built from.
+//! - [`clock`]: the wall clock, read in one place and passed in everywhere else.
+//! - [`checkpoint`]: the checkpoint file of `run` (format, atomic write, the state
+//!   directory's lock).
+//! - [`live`]: `run`'s loop (Kafka in, one engine per partition, dead letters,
+//!   checkpoints, self-metrics) and [`live::LiveHandle`], which starts it on its own thread.
+//! - [`http`]: the `run` command: the loop plus `/metrics`, `/healthz`, `/readyz` and
+//!   shutdown on signals.
+//! - [`replay`]: the engine over a JSONL ledger or the topic read directly, and the backfill
+//!   history.
+//! - [`generate`]: the deterministic synthetic ledger.
+//! - [`kafka_tools`]: `produce` and `create-topics`.
+//! - [`pacer`]: `--rate` pacing, shared by `generate` and `produce`.
+//!
+//! The modules depend on each other in one direction: `http` → `live` → `checkpoint`,
+//! `clock`; `config` → `live` (it builds [`live::LiveSettings`]); `replay`, `kafka_tools` →
+//! `config`; `generate`, `kafka_tools` → `pacer`. Nothing depends on `http`.
+//!
+//! # Design decisions
+//!
+//! **The engine is pure; this crate owns time and I/O.** The aggregator never reads a clock
+//! or a file. The loop reads the wall clock once per message and passes it in; replay passes
+//! the wall clock once per batch (for the future-event guard) and lets the event clock drive
+//! the windows.
+//!
+//! **One thread owns the live state.** The loop thread owns the consumer, the engines, the
+//! dead-letter producer and the renderer, and takes no lock per message. Everything else
+//! talks to it over bounded channels (scrapes) or reads atomics it publishes (readiness,
+//! self-metrics). See `docs/architecture.md`.
+//!
+//! **Errors.** `anyhow` here, with context on every I/O error; the library crates below have
+//! one error type each. `main` maps errors to exit codes: 0 success (a closed output pipe
+//! included), 1 failure, 2 invalid configuration or usage.
+
+pub mod checkpoint;
+pub mod clock;
+pub mod config;
+pub mod generate;
+pub mod http;
+pub mod kafka_tools;
+pub mod live;
+pub mod pacer;
+pub mod replay;

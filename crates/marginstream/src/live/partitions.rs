@@ -1,0 +1,274 @@
+//! Partition ownership: which partitions of the ledger topic this process owns, each with its
+//! engine and the next offset to read, and what happens to them on assignment, revocation and
+//! end of partition (the three jobs Quickwit's Kafka source splits the same way).
+//!
+//! A partition assigned with state (kept from before a revocation that gave it back, or found
+//! in the checkpoint) resumes from its offset; one without is rebuilt from the beginning of
+//! the partition, and its customers are shown only once it has been read to its end. A revoked
+//! partition is parked until the next assignment, which may give it back; whatever is not given
+//! back belongs to another member and is dropped, with its customers.
+
+use std::collections::HashMap;
+
+use anyhow::Context;
+use marginstream_aggregator::{ClockMode, Engine, EngineConfig, EngineView};
+use marginstream_consumer::{Offset, Partition, StartAt};
+use marginstream_model::Timestamp;
+use tracing::info;
+
+use super::Readiness;
+use crate::checkpoint::PartitionCheckpoint;
+
+/// One owned partition.
+#[derive(Debug)]
+pub(super) struct Owned {
+    pub(super) partition: Partition,
+    pub(super) engine: Engine,
+    /// The next offset to read; `None` before the first message of a rebuild.
+    pub(super) next: Option<Offset>,
+    /// Read to its end once: its gauges are shown.
+    pub(super) rebuilt: bool,
+    /// Read to its end since it was assigned.
+    pub(super) caught_up: bool,
+}
+
+/// The owned partitions and the state of the group membership.
+#[derive(Debug)]
+pub(super) struct Partitions {
+    /// Every engine's configuration (one per process).
+    engine: EngineConfig,
+    /// Sorted by partition.
+    owned: Vec<Owned>,
+    /// Revoked partitions kept until the next assignment, which may give them back.
+    parked: Vec<Owned>,
+    /// Restored from the checkpoint, not yet assigned.
+    restored: HashMap<Partition, Owned>,
+    /// The latest watermark of any owned partition: every engine is aligned to it.
+    watermark: Option<Timestamp>,
+    /// The index of the partition of the last message: consecutive messages mostly share it.
+    last_index: usize,
+    /// The partition whose engine's customer limit is current.
+    limit_index: Option<usize>,
+    assigned_once: bool,
+    /// Revoked and not yet given a new assignment: not ready.
+    awaiting_assignment: bool,
+}
+
+impl Partitions {
+    /// Starts with no partition owned and the checkpoint's partitions waiting to be assigned.
+    pub(super) fn new(engine: EngineConfig, restored: Vec<PartitionCheckpoint>) -> Partitions {
+        let restored = restored
+            .into_iter()
+            .map(|p| {
+                (
+                    p.partition,
+                    Owned {
+                        partition: p.partition,
+                        engine: p.engine,
+                        next: Some(p.next),
+                        rebuilt: p.rebuilt,
+                        caught_up: false,
+                    },
+                )
+            })
+            .collect();
+        Partitions {
+            engine,
+            owned: Vec::new(),
+            parked: Vec::new(),
+            restored,
+            watermark: None,
+            last_index: 0,
+            limit_index: None,
+            assigned_once: false,
+            awaiting_assignment: false,
+        }
+    }
+
+    /// Returns the owned partitions, sorted by partition.
+    pub(super) fn owned(&self) -> &[Owned] {
+        &self.owned
+    }
+
+    /// Returns `true` if `partition` is owned.
+    pub(super) fn owns(&self, partition: Partition) -> bool {
+        self.owned.iter().any(|o| o.partition == partition)
+    }
+
+    /// Parks the revoked partitions: not owned, not ready until the next assignment.
+    pub(super) fn revoke(&mut self, partitions: &[Partition]) {
+        info!(partitions = ?partitions.iter().map(|p| p.0).collect::<Vec<_>>(), "partitions revoked");
+        let (revoked, kept): (Vec<Owned>, Vec<Owned>) = std::mem::take(&mut self.owned)
+            .into_iter()
+            .partition(|o| partitions.contains(&o.partition));
+        self.owned = kept;
+        self.parked.extend(revoked);
+        self.awaiting_assignment = true;
+        self.last_index = 0;
+        self.limit_index = None;
+    }
+
+    /// Takes the assigned partitions (each with the state it has, or a new engine) and
+    /// returns where to start each one not owned before. Parked partitions not given back
+    /// are dropped.
+    pub(super) fn assign(
+        &mut self,
+        partitions: Vec<Partition>,
+    ) -> anyhow::Result<Vec<(Partition, StartAt)>> {
+        info!(partitions = ?partitions.iter().map(|p| p.0).collect::<Vec<_>>(), "partitions assigned");
+        self.assigned_once = true;
+        self.awaiting_assignment = false;
+        let mut starts = Vec::new();
+        for partition in partitions {
+            if self.owns(partition) {
+                continue;
+            }
+            let owned = match self.take_state(partition) {
+                Some(mut owned) => {
+                    owned.caught_up = false;
+                    owned
+                }
+                None => Owned {
+                    partition,
+                    engine: Engine::new(&self.engine).context("invalid engine configuration")?,
+                    next: None,
+                    rebuilt: false,
+                    caught_up: false,
+                },
+            };
+            let start = owned.next.map_or(StartAt::Beginning, StartAt::Offset);
+            info!(partition = partition.0, start = ?start, rebuild = owned.next.is_none(), "starting partition");
+            starts.push((partition, start));
+            self.owned.push(owned);
+        }
+        // Whatever was parked and not given back belongs to another member now.
+        self.parked.clear();
+        self.owned.sort_by_key(|o| o.partition);
+        self.last_index = 0;
+        self.limit_index = None;
+        Ok(starts)
+    }
+
+    /// The state this process holds for `partition`: parked, or restored from the checkpoint.
+    fn take_state(&mut self, partition: Partition) -> Option<Owned> {
+        self.parked
+            .iter()
+            .position(|o| o.partition == partition)
+            .map(|i| self.parked.swap_remove(i))
+            .or_else(|| self.restored.remove(&partition))
+    }
+
+    /// Marks `partition` read to its end: its customers are shown from now on.
+    pub(super) fn caught_up(&mut self, partition: Partition) {
+        if let Some(index) = self.index_of(partition) {
+            let owned = &mut self.owned[index];
+            if !owned.caught_up {
+                info!(
+                    partition = partition.0,
+                    next = owned.next.map(|o| o.0),
+                    "partition read to its end"
+                );
+            }
+            owned.caught_up = true;
+            owned.rebuilt = true;
+        }
+    }
+
+    /// Returns the readiness the partitions imply.
+    pub(super) fn readiness(&self) -> Readiness {
+        if !self.assigned_once || self.awaiting_assignment {
+            Readiness::Joining
+        } else if self.owned.iter().all(|o| o.caught_up) {
+            Readiness::Ready
+        } else {
+            Readiness::CatchingUp
+        }
+    }
+
+    fn index_of(&mut self, partition: Partition) -> Option<usize> {
+        if self
+            .owned
+            .get(self.last_index)
+            .is_some_and(|o| o.partition == partition)
+        {
+            return Some(self.last_index);
+        }
+        let index = self.owned.iter().position(|o| o.partition == partition)?;
+        self.last_index = index;
+        Some(index)
+    }
+
+    /// Returns the owned partition a message at `offset` of `partition` is for, with its
+    /// engine's customer limit set to what the other partitions leave; `None` for a message
+    /// of a partition no longer owned (fetched before a revocation) or one already applied.
+    pub(super) fn for_message(
+        &mut self,
+        partition: Partition,
+        offset: Offset,
+    ) -> Option<&mut Owned> {
+        let index = self.index_of(partition)?;
+        if self.owned[index].next.is_some_and(|next| offset < next) {
+            return None;
+        }
+        if self.limit_index != Some(index) {
+            // ledger.max_customers is per process: this partition may hold what the others
+            // leave. They do not change while this one is applied, so this holds until the
+            // next switch of partition.
+            let others: usize = self
+                .owned
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != index)
+                .map(|(_, o)| o.engine.customer_count())
+                .sum();
+            self.owned[index]
+                .engine
+                .set_max_customers(self.engine.max_customers.saturating_sub(others));
+            self.limit_index = Some(index);
+        }
+        Some(&mut self.owned[index])
+    }
+
+    /// Notes a partition's watermark after an event: the process's is the latest of all.
+    pub(super) fn note_watermark(&mut self, watermark: Option<Timestamp>) {
+        self.watermark = self.watermark.max(watermark);
+    }
+
+    /// Moves every engine to the process's watermark and, in wall-clock mode, to `now`.
+    pub(super) fn align(&mut self, now: Timestamp) {
+        let wall = self.engine.clock == ClockMode::Wall;
+        for owned in &mut self.owned {
+            if let Some(watermark) = self.watermark {
+                owned.engine.advance_watermark(watermark);
+            }
+            if wall {
+                owned.engine.tick(now);
+            }
+        }
+    }
+
+    /// Returns the views of the partitions whose customers are shown (read to their end
+    /// once), aligned to `now` first.
+    pub(super) fn shown_views(&mut self, now: Timestamp) -> Vec<EngineView<'_>> {
+        self.align(now);
+        self.owned
+            .iter_mut()
+            .filter(|o| o.rebuilt)
+            .map(|o| o.engine.view())
+            .collect()
+    }
+
+    /// Returns the partitions that have been read (a checkpoint holds them) with their next
+    /// offsets.
+    pub(super) fn offsets(&self) -> Vec<(Partition, Offset)> {
+        self.owned
+            .iter()
+            .filter_map(|o| o.next.map(|next| (o.partition, next)))
+            .collect()
+    }
+
+    /// Returns the number of owned partitions not read to their end once.
+    pub(super) fn rebuilding(&self) -> usize {
+        self.owned.iter().filter(|o| !o.rebuilt).count()
+    }
+}

@@ -1,0 +1,76 @@
+//! The rejected-events file of replay: one JSON object per rejected line, with its reason,
+//! its error and the original line (`docs/ledger-format.md`).
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use base64::Engine as _;
+use marginstream_consumer::{Offset, Partition};
+use marginstream_model::Rejection;
+use serde_json::json;
+
+/// Writes rejected lines as JSONL.
+pub(super) struct RejectedWriter {
+    out: BufWriter<File>,
+    path: PathBuf,
+    written: u64,
+}
+
+impl RejectedWriter {
+    pub(super) fn create(path: &Path) -> anyhow::Result<RejectedWriter> {
+        let file = File::create(path).with_context(|| {
+            format!("cannot create the rejected-events file {}", path.display())
+        })?;
+        Ok(RejectedWriter {
+            out: BufWriter::with_capacity(256 * 1024, file),
+            path: path.to_owned(),
+            written: 0,
+        })
+    }
+
+    pub(super) fn write(
+        &mut self,
+        line_number: u64,
+        line: &[u8],
+        truncated_from: Option<u64>,
+        origin: Option<(Partition, Offset)>,
+        rejection: &Rejection,
+    ) -> anyhow::Result<()> {
+        let mut record = json!({
+            "reason": rejection.reason.as_str(),
+            "error": rejection.message,
+        });
+        match origin {
+            Some((partition, offset)) => {
+                record["partition"] = json!(partition.0);
+                record["offset"] = json!(offset.0);
+            }
+            None => record["line_number"] = json!(line_number),
+        }
+        match std::str::from_utf8(line) {
+            Ok(text) => record["line"] = json!(text),
+            Err(_) => {
+                record["line_base64"] =
+                    json!(base64::engine::general_purpose::STANDARD.encode(line))
+            }
+        }
+        if let Some(length) = truncated_from {
+            record["truncated_from"] = json!(length);
+        }
+        serde_json::to_writer(&mut self.out, &record)?;
+        self.out
+            .write_all(b"\n")
+            .with_context(|| format!("cannot write to {}", self.path.display()))?;
+        self.written += 1;
+        Ok(())
+    }
+
+    pub(super) fn finish(mut self) -> anyhow::Result<u64> {
+        self.out
+            .flush()
+            .with_context(|| format!("cannot write to {}", self.path.display()))?;
+        Ok(self.written)
+    }
+}
