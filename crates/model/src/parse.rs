@@ -30,6 +30,10 @@ use crate::time::Timestamp;
 /// The longest `event_id` and `customer_id`, in bytes.
 pub const ID_BYTES_MAX: usize = 128;
 
+/// The customer id reserved for the roll-up of the customers without series of their own
+/// (contract sections 2 and 7): an event naming it is rejected as `invalid_field`.
+pub const RESERVED_CUSTOMER_ID: &str = "__other__";
+
 /// Limits applied while parsing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ParseLimits {
@@ -265,6 +269,14 @@ pub fn parse_event(bytes: &[u8], limits: &ParseLimits) -> Result<Event, Rejectio
         value if value.is_missing() => None,
         value => Some(identifier(value, "customer_id", false)?),
     };
+    if customer_id == Some(RESERVED_CUSTOMER_ID) {
+        return Err(invalid(
+            "customer_id",
+            format_args!(
+                "{RESERVED_CUSTOMER_ID:?} is reserved for the roll-up of customers without series of their own"
+            ),
+        ));
+    }
     let occurred_at = Timestamp::parse_rfc3339(text(&values[OCCURRED_AT], "occurred_at")?)
         .ok_or_else(|| invalid("occurred_at", "not an RFC 3339 timestamp with an offset"))?;
     let amount = match &values[AMOUNT] {
@@ -372,6 +384,26 @@ mod tests {
         assert_eq!(cost.cost, CostTag::Category("hosting".into()));
         let tagged = parse(r#"{"event_type":"Cost_Event","event_id":"e3","customer_id":null,"occurred_at":"2026-01-01T00:00:00Z","amount":"-5","currency":"USD","cost_function":"Support","category":"whatever"}"#).unwrap();
         assert_eq!(tagged.cost, CostTag::Function(CostFunction::Support));
+    }
+
+    /// Shows that the roll-up's reserved id is refused on either event type, and that ids
+    /// that only resemble it are customers like any other (contract section 2, v2).
+    #[test]
+    fn the_reserved_customer_id_is_an_invalid_field() {
+        let revenue = REVENUE.replace(r#""c1""#, r#""__other__""#);
+        let rejection = parse(&revenue).expect_err("the reserved id is refused");
+        assert_eq!(rejection.reason, RejectReason::InvalidField);
+        assert!(
+            rejection.message.contains("customer_id"),
+            "{}",
+            rejection.message
+        );
+        let cost = r#"{"event_type":"Cost_Event","event_id":"e2","customer_id":"__other__","occurred_at":"2026-01-01T00:00:00Z","amount":"1","currency":"USD","cost_function":"Support"}"#;
+        assert_eq!(reason(cost), RejectReason::InvalidField);
+        for lookalike in ["__OTHER__", "__other__ ", "_other_", "other"] {
+            let event = REVENUE.replace(r#""c1""#, &format!("{lookalike:?}"));
+            assert!(parse(&event).is_ok(), "{lookalike:?} is an ordinary id");
+        }
     }
 
     /// Shows one reason for each kind of bad message.

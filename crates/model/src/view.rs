@@ -114,6 +114,11 @@ impl<'a> WindowFigures<'a> {
         self.windows
     }
 
+    /// Returns the sums as stored, slot-major: `sums[slot * windows + window]`.
+    pub fn sums(&self) -> &'a [Decimal] {
+        self.sums
+    }
+
     /// Returns `true` when there is no window.
     pub fn is_empty(&self) -> bool {
         self.windows == 0
