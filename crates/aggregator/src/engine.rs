@@ -9,6 +9,7 @@ use marginstream_model::{
     RejectReason, Rejection, Timestamp, WindowFigures,
 };
 
+use crate::changes::ChangeLog;
 use crate::error::AggregatorError;
 use crate::prepare::Prepared;
 use crate::series::Series;
@@ -137,6 +138,9 @@ pub struct Engine {
     /// Occupied slots sorted by customer id, valid while `sorted_valid`.
     pub(crate) sorted: Vec<u32>,
     pub(crate) sorted_valid: bool,
+    /// Customers changed since they were last drained; `None` unless
+    /// [`Engine::track_changes`] turned it on. Not part of a checkpoint.
+    pub(crate) changes: Option<ChangeLog>,
 }
 
 fn dedup_key(key: EventKey) -> [u64; 2] {
@@ -230,6 +234,7 @@ impl Engine {
             counters: Counters::default(),
             sorted: Vec::new(),
             sorted_valid: true,
+            changes: None,
         })
     }
 
@@ -450,6 +455,9 @@ impl Engine {
                         .expect("a found or inserted slot is occupied")
                         .series
                         .commit(&pending);
+                    if let Some(changes) = &mut self.changes {
+                        changes.mark(slot_index);
+                    }
                 }
             }
         }
@@ -525,6 +533,10 @@ impl Engine {
         if let Ok(entry) = self.index.find_entry(hash, |s| *s == slot) {
             entry.remove();
         }
+        if let Some(changes) = &mut self.changes {
+            changes.unmark(slot);
+            changes.removed.push(customer.id);
+        }
         self.free_slots.push(slot);
         self.customer_count -= 1;
         self.sorted_valid = false;
@@ -598,7 +610,12 @@ impl Engine {
         let mut emptied = Vec::new();
         for (slot, customer) in self.customers.iter_mut().enumerate() {
             if let Some(customer) = customer {
-                customer.series.catch_up(current, &self.window_buckets);
+                let changed = customer.series.catch_up(current, &self.window_buckets);
+                if changed {
+                    if let Some(changes) = &mut self.changes {
+                        changes.mark(slot as u32);
+                    }
+                }
                 if self.lifetime_index.is_none() && customer.series.has_no_entries() {
                     emptied.push(slot as u32);
                 }
@@ -633,6 +650,112 @@ impl Engine {
             self.sorted_valid = true;
         }
         EngineView { engine: self }
+    }
+
+    /// Starts recording which customers change (for publishing them to readers, see
+    /// [`Engine::drain_changes`]), with every customer held counted as changed; does nothing
+    /// when already recording.
+    pub fn track_changes(&mut self) {
+        if self.changes.is_none() {
+            self.changes = Some(ChangeLog::default());
+            self.mark_all_changed();
+        }
+    }
+
+    /// Counts every customer held as changed, so the next drains copy them all (a partition
+    /// newly shown to readers). Does nothing unless changes are tracked.
+    pub fn mark_all_changed(&mut self) {
+        if let Some(changes) = &mut self.changes {
+            for (slot, customer) in self.customers.iter().enumerate() {
+                if customer.is_some() {
+                    changes.mark(slot as u32);
+                }
+            }
+        }
+    }
+
+    /// Returns how many customers may be changed since they were last drained (an upper
+    /// bound: a customer removed meanwhile is still counted).
+    pub fn changed_count(&self) -> usize {
+        self.changes.as_ref().map_or(0, ChangeLog::pending)
+    }
+
+    /// Returns the watermark's bucket index (the minimum before the first event): what
+    /// [`Engine::slide_customers`] slides to.
+    pub fn watermark_bucket(&self) -> i64 {
+        self.current_bucket()
+    }
+
+    /// Returns the number of customer slots, occupied or not: the range of
+    /// [`Engine::slide_customers`].
+    pub fn slot_count(&self) -> usize {
+        self.customers.len()
+    }
+
+    /// Slides the customers in slots `from..from + count` to the watermark, counting those
+    /// whose figures changed as changed. A walk over every slot in such steps leaves every
+    /// customer current without the pause of [`Engine::maintain`]'s one pass. Without the
+    /// lifetime window, a customer left with no entry is removed, as `maintain` does.
+    pub fn slide_customers(&mut self, from: usize, count: usize) {
+        let current = bucket_i32(self.current_bucket());
+        let end = from.saturating_add(count).min(self.customers.len());
+        for slot in from.min(end)..end {
+            let Some(customer) = &mut self.customers[slot] else {
+                continue;
+            };
+            if customer.series.catch_up(current, &self.window_buckets) {
+                if let Some(changes) = &mut self.changes {
+                    changes.mark(slot as u32);
+                }
+            }
+            if self.lifetime_index.is_none() && customer.series.has_no_entries() {
+                self.remove(slot as u32);
+            }
+        }
+    }
+
+    /// Hands at most `max` changed customers to `out` (id and per-window figures, slid to the
+    /// watermark first), forgetting them as changed. Returns how many were handed over.
+    /// Without the lifetime window, a customer left with no entry is removed instead (see
+    /// [`Engine::take_removed`]).
+    pub fn drain_changes(
+        &mut self,
+        max: usize,
+        out: &mut dyn FnMut(&str, WindowFigures<'_>),
+    ) -> usize {
+        let current = bucket_i32(self.current_bucket());
+        let mut drained = 0;
+        while drained < max {
+            let Some(slot) = self.changes.as_mut().and_then(ChangeLog::pop) else {
+                break;
+            };
+            let Some(customer) = &mut self.customers[slot as usize] else {
+                continue;
+            };
+            customer.series.catch_up(current, &self.window_buckets);
+            if self.lifetime_index.is_none() && customer.series.has_no_entries() {
+                self.remove(slot);
+                continue;
+            }
+            out(&customer.id, customer.series.figures());
+            drained += 1;
+        }
+        drained
+    }
+
+    /// Takes the ids of the customers removed since the last call (lifetime window off,
+    /// nothing left in the longest window).
+    pub fn take_removed(&mut self) -> Vec<CustomerId> {
+        self.changes
+            .as_mut()
+            .map(|changes| std::mem::take(&mut changes.removed))
+            .unwrap_or_default()
+    }
+
+    /// Returns the portfolio's per-window figures, always current (the portfolio slides at
+    /// every bucket advance).
+    pub fn portfolio_figures(&self) -> WindowFigures<'_> {
+        self.portfolio.figures()
     }
 
     /// Returns an estimate of the memory held.

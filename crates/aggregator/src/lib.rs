@@ -10,6 +10,8 @@
 //! - [`snapshot`]: checkpoints: [`Engine::encode`] writes the full state as versioned binary,
 //!   [`Engine::decode`] restores it under the same configuration, refusing any other bytes.
 //! - [`merged`]: several engines' views presented as one (one engine per Kafka partition).
+//! - `changes`: which customers changed since they were last published (the live path's
+//!   readers get only those; see [`Engine::drain_changes`]).
 //! - [`error`]: the crate's one error type.
 //!
 //! # Design decisions
@@ -35,6 +37,7 @@
 //! [`Figures`]: marginstream_model::Figures
 #![deny(missing_docs)]
 
+mod changes;
 pub mod engine;
 pub mod error;
 pub mod merged;

@@ -87,14 +87,15 @@ impl Series {
 
     /// Slides every finite window to watermark bucket `current` and drops the entries that
     /// left the longest one. `windows` are the finite windows' lengths in buckets. Cheap when
-    /// already current.
-    pub fn catch_up(&mut self, current: i32, windows: &[i64]) {
+    /// already current. Returns `true` when some entry left some window (a figure changed).
+    pub fn catch_up(&mut self, current: i32, windows: &[i64]) -> bool {
         if self.slid_to >= current {
-            return;
+            return false;
         }
         self.slid_to = current;
+        let mut changed = false;
         for (window, length) in windows.iter().enumerate() {
-            self.slide(window, clamp_bucket(i64::from(current) - length));
+            changed |= self.slide(window, clamp_bucket(i64::from(current) - length));
         }
         if let Some(limit) = windows
             .iter()
@@ -103,6 +104,7 @@ impl Series {
         {
             self.drop_through(limit);
         }
+        changed
     }
 
     /// Returns the figures per window label.
@@ -242,9 +244,10 @@ impl Series {
     }
 
     /// Subtracts from finite window `window` the entries of buckets up to `last`: they have
-    /// left it.
-    pub fn slide(&mut self, window: usize, last: i32) {
-        let mut cursor = self.cursors[window] as usize;
+    /// left it. Returns `true` when some entry left.
+    pub fn slide(&mut self, window: usize, last: i32) -> bool {
+        let start = self.cursors[window] as usize;
+        let mut cursor = start;
         let labels = usize::from(self.labels);
         while let Some(entry) = self.entries.get(cursor) {
             if entry.bucket > last {
@@ -258,6 +261,7 @@ impl Series {
         }
         self.cursors[window] =
             u32::try_from(cursor).expect("entries are bounded by the longest window's buckets × 6");
+        cursor > start
     }
 
     /// Drops the entries of buckets up to `limit`: they have left the longest window, and
