@@ -692,3 +692,301 @@ fn scale_out(setup: Setup) {
     );
     a.terminate();
 }
+
+/// Percent-encodes `text` as one path segment (every byte but unreserved ASCII).
+fn encode_segment(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// The order of contract section 9 over replay's customer objects: by `key` in `window`
+/// (descending or ascending), customers whose ratio is absent last, then by id ascending.
+fn expected_order(
+    customers: &BTreeMap<String, serde_json::Value>,
+    window: &str,
+    key: &str,
+    descending: bool,
+) -> Vec<String> {
+    let value = |customer: &serde_json::Value| -> Option<Decimal> {
+        let figures = &customer["windows"][window];
+        let text = if key == "revenue" {
+            figures["revenue"].as_str()
+        } else {
+            figures[key].as_str()
+        };
+        text.map(|t| t.parse().expect("a decimal string"))
+    };
+    let mut ids: Vec<&String> = customers.keys().collect();
+    if key == "customer_id" {
+        if descending {
+            ids.reverse();
+        }
+        return ids.into_iter().cloned().collect();
+    }
+    ids.sort_by(|a, b| {
+        let (x, y) = (value(&customers[*a]), value(&customers[*b]));
+        let by_key = match (x, y) {
+            (Some(x), Some(y)) if descending => y.cmp(&x),
+            (Some(x), Some(y)) => x.cmp(&y),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => std::cmp::Ordering::Equal,
+        };
+        by_key.then_with(|| a.cmp(b))
+    });
+    ids.into_iter().cloned().collect()
+}
+
+/// The query API end to end (contract section 9, issue 9): against `run` on the local
+/// broker, walking every page for each sort key and order yields every held customer exactly
+/// once, in the contract's order, each equal to its object in `replay --format json` of the
+/// same ledger (plus `segment` and `exposed`); a segment's pages hold exactly its customers;
+/// ids with quotes, slashes, percent signs and non-ASCII are found percent-encoded; an id not
+/// held is 404; every bad parameter is a 400 naming it; the portfolio equals replay's.
+#[test]
+fn the_query_api_answers_for_every_customer() {
+    let setup = Setup::new("api", 4);
+    let ledger = setup.generate(&[
+        "--customers",
+        "150",
+        "--days",
+        "20",
+        "--seed",
+        "3",
+        "--bad-share",
+        "0.01",
+        "--duplicate-share",
+        "0.01",
+    ]);
+    // Ids a URL must encode, and one customer with no revenue (its ratios are absent).
+    let mut text = std::fs::read_to_string(&ledger).expect("the ledger");
+    for (n, id) in ["a/b", "50%/x", "q?x=1#y", "spa ce", "ünï/cödé \"q\""]
+        .iter()
+        .enumerate()
+    {
+        let id = serde_json::Value::String((*id).to_owned()).to_string();
+        text.push_str(&format!(
+            "{{\"event_type\":\"Revenue_Event\",\"event_id\":\"api-r{n}\",\"customer_id\":{id},\"occurred_at\":\"2025-12-31T10:00:00Z\",\"amount\":\"{}.25\",\"currency\":\"USD\"}}\n",
+            100 + n
+        ));
+    }
+    text.push_str("{\"event_type\":\"Cost_Event\",\"event_id\":\"api-c0\",\"customer_id\":\"cost-only\",\"occurred_at\":\"2025-12-31T10:00:00Z\",\"amount\":\"3\",\"currency\":\"USD\",\"cost_function\":\"Support\"}\n");
+    std::fs::write(&ledger, &text).expect("the ledger is written");
+    let lines = text.lines().count() as u64;
+
+    // replay --format json: the reference objects.
+    let config = setup.config("replay", "127.0.0.1:0");
+    let output = Command::new(binary())
+        .args([
+            "replay",
+            "--progress",
+            "never",
+            "--format",
+            "json",
+            "--config",
+        ])
+        .arg(&config)
+        .arg("--input")
+        .arg(&ledger)
+        .arg("--rejected-out")
+        .arg(setup.path("api-rejected.jsonl"))
+        .output()
+        .expect("the binary runs");
+    assert!(output.status.success(), "replay failed");
+    let mut replay: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("replay's JSON");
+    let customers: BTreeMap<String, serde_json::Value> = replay["customers"]
+        .as_array()
+        .expect("a customer list")
+        .iter()
+        .map(|c| {
+            (
+                c["customer_id"].as_str().expect("an id").to_owned(),
+                c.clone(),
+            )
+        })
+        .collect();
+    replay
+        .as_object_mut()
+        .expect("an object")
+        .remove("customers");
+    assert!(
+        customers.len() > 150,
+        "the generated and the added customers"
+    );
+
+    let mut producer = setup.produce(&ledger, None);
+    let mut instance = Instance::start(&setup, "api");
+    assert!(producer.wait().expect("the producer ends").success());
+    let _ = instance.wait_for("every message", Duration::from_secs(180), |m| {
+        m.value("marginstream_ready") == 1.0 && m.counted() == lines
+    });
+    let get_json = |path: &str| -> (u16, serde_json::Value) {
+        let (code, body) = instance
+            .get(path)
+            .unwrap_or_else(|| panic!("GET {path} answers"));
+        let value = serde_json::from_str(&body)
+            .unwrap_or_else(|error| panic!("GET {path}: not JSON ({error}): {body}"));
+        (code, value)
+    };
+
+    // The portfolio: replay's top level without the customers.
+    let (code, portfolio) = get_json("/api/v1/portfolio");
+    assert_eq!(code, 200);
+    assert_eq!(portfolio, replay, "/api/v1/portfolio against replay");
+    let tiers: Vec<String> = portfolio["segments"]
+        .as_array()
+        .expect("the default tiers")
+        .iter()
+        .map(|s| s["segment"].as_str().expect("a name").to_owned())
+        .collect();
+    assert_eq!(tiers, ["self_serve", "smb", "mid_market", "enterprise"]);
+
+    // Every page of every order: each customer once, in order, equal to replay.
+    let mut segments: BTreeMap<String, String> = BTreeMap::new();
+    for key in [
+        "revenue",
+        "gm_market_ratio",
+        "gm_operating_ratio",
+        "services_drag_ratio",
+        "customer_id",
+    ] {
+        for order in ["desc", "asc"] {
+            let mut seen = Vec::new();
+            let mut cursor: Option<String> = None;
+            loop {
+                let mut path =
+                    format!("/api/v1/customers?window=30d&sort={key}&order={order}&limit=37");
+                if let Some(cursor) = &cursor {
+                    path.push_str(&format!("&cursor={cursor}"));
+                }
+                let (code, page) = get_json(&path);
+                assert_eq!(code, 200, "{path}: {page}");
+                assert_eq!(page["window"], "30d");
+                assert_eq!(page["watermark_seconds"], replay["watermark_seconds"]);
+                for customer in page["customers"].as_array().expect("a list") {
+                    let id = customer["customer_id"].as_str().expect("an id").to_owned();
+                    let mut object = customer.clone();
+                    let fields = object.as_object_mut().expect("an object");
+                    let segment = fields.remove("segment").expect("a segment field");
+                    assert_eq!(
+                        fields.remove("exposed"),
+                        Some(serde_json::Value::Bool(true))
+                    );
+                    assert_eq!(&object, &customers[&id], "{id}: against replay");
+                    segments.insert(id.clone(), segment.as_str().expect("a tier").to_owned());
+                    seen.push(id);
+                }
+                match &page["next_cursor"] {
+                    serde_json::Value::String(next) => cursor = Some(next.clone()),
+                    _ => break,
+                }
+            }
+            let expected = expected_order(&customers, "30d", key, order == "desc");
+            assert_eq!(
+                seen.len(),
+                expected.len(),
+                "sort={key} order={order}: every customer once"
+            );
+            assert_eq!(
+                seen, expected,
+                "sort={key} order={order}: the contract's order"
+            );
+        }
+    }
+    // A segment's pages hold exactly its customers.
+    for tier in &tiers {
+        let mut seen = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut path = format!("/api/v1/customers?segment={tier}&limit=1000");
+            if let Some(cursor) = &cursor {
+                path.push_str(&format!("&cursor={cursor}"));
+            }
+            let (code, page) = get_json(&path);
+            assert_eq!(code, 200, "{path}");
+            seen.extend(
+                page["customers"]
+                    .as_array()
+                    .expect("a list")
+                    .iter()
+                    .map(|c| c["customer_id"].as_str().expect("an id").to_owned()),
+            );
+            match &page["next_cursor"] {
+                serde_json::Value::String(next) => cursor = Some(next.clone()),
+                _ => break,
+            }
+        }
+        seen.sort();
+        let expected: Vec<String> = segments
+            .iter()
+            .filter(|(_, t)| *t == tier)
+            .map(|(id, _)| id.clone())
+            .collect();
+        assert_eq!(seen, expected, "segment={tier}");
+    }
+
+    // One customer, ids percent-encoded as one path segment.
+    for id in [
+        "a/b",
+        "50%/x",
+        "q?x=1#y",
+        "spa ce",
+        "ünï/cödé \"q\"",
+        "acme \"beta\"",
+        "north\\east",
+        "müller-gmbh",
+        "cost-only",
+    ] {
+        let (code, customer) = get_json(&format!("/api/v1/customers/{}", encode_segment(id)));
+        assert_eq!(code, 200, "{id}: {customer}");
+        assert_eq!(customer["customer_id"], id);
+        assert_eq!(customer["windows"], customers[id]["windows"], "{id}");
+    }
+    let (code, missing) = get_json("/api/v1/customers/nobody%20here");
+    assert_eq!(code, 404);
+    assert!(
+        missing["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("nobody here")),
+        "{missing}"
+    );
+
+    // Every bad parameter: 400 naming it.
+    let (_, first) = get_json("/api/v1/customers?limit=1");
+    let other_cursor = first["next_cursor"]
+        .as_str()
+        .expect("more than one customer")
+        .to_owned();
+    for (query, parameter) in [
+        ("window=90d".to_owned(), "window"),
+        ("sort=margin".to_owned(), "sort"),
+        ("order=sideways".to_owned(), "order"),
+        ("limit=0".to_owned(), "limit"),
+        ("limit=1001".to_owned(), "limit"),
+        ("limit=ten".to_owned(), "limit"),
+        ("segment=whales".to_owned(), "segment"),
+        ("cursor=not-a-cursor".to_owned(), "cursor"),
+        (format!("sort=customer_id&cursor={other_cursor}"), "cursor"),
+        ("colour=blue".to_owned(), "colour"),
+        ("limit=5&limit=6".to_owned(), "limit"),
+    ] {
+        let (code, answer) = get_json(&format!("/api/v1/customers?{query}"));
+        assert_eq!(code, 400, "{query}: {answer}");
+        assert_eq!(answer["parameter"], parameter, "{query}: {answer}");
+        assert!(
+            answer["error"]
+                .as_str()
+                .is_some_and(|e| e.starts_with(parameter)),
+            "{query}: {answer}"
+        );
+    }
+    instance.terminate();
+}

@@ -7,8 +7,11 @@ use std::collections::BTreeMap;
 /// Families of the process's own metrics (the standard `process_*` ones included), left out
 /// of comparisons with a reference. The event counters and the watermark are compared apart:
 /// lateness depends on the order in which partitions are read.
-pub const SELF_PREFIXES: [&str; 14] = [
+pub const SELF_PREFIXES: [&str; 17] = [
     "process_",
+    "marginstream_loop_",
+    "marginstream_publish_",
+    "marginstream_snapshot_",
     "marginstream_consumer_",
     "marginstream_consumed_",
     "marginstream_rebalances",

@@ -9,8 +9,12 @@
 //!  "portfolio": {"24h": {"revenue": "100", "cost": {"Infrastructure": "20", ...},
 //!                        "gm_market_ratio": "0.8", "gm_operating_ratio": "0.8",
 //!                        "services_drag_ratio": "0"}, ...},
+//!  "segments": [{"segment": "self_serve", "customers": 1, "windows": {"24h": {...}, ...}}, ...],
 //!  "customers": [{"customer_id": "c1", "windows": {"24h": {...}, ...}}]}
 //! ```
+//!
+//! `"segments"` is there when ACV tiers are configured (contract section 8): every tier, in
+//! ascending `min`, with its customers and the sums and ratios of its customers' figures.
 //!
 //! Amounts are normalized decimal strings (no trailing zeros); ratios are decimal strings
 //! rounded to 18 places, or `null` while revenue <= 0. The output is one line.
@@ -24,6 +28,7 @@ use rust_decimal::Decimal;
 use serde_json::{json, Map, Value};
 
 use crate::error::ExporterError;
+use crate::segments::{SegmentConfig, SegmentRollup};
 
 fn decimal(value: Decimal) -> Value {
     Value::String(value.normalize().to_string())
@@ -45,7 +50,8 @@ pub fn figures_json(figures: &Figures) -> Value {
     })
 }
 
-fn windows_json(labels: &[String], figures: WindowFigures<'_>) -> Value {
+/// Returns one subject's figures per window: `{"24h": {...}, ...}`.
+pub fn windows_json(labels: &[String], figures: WindowFigures<'_>) -> Value {
     Value::Object(
         labels
             .iter()
@@ -55,15 +61,35 @@ fn windows_json(labels: &[String], figures: WindowFigures<'_>) -> Value {
     )
 }
 
-/// Writes the whole state as one JSON document followed by a newline.
-pub fn render_json<V: GaugeView + ?Sized>(
-    view: &V,
-    out: &mut dyn Write,
-) -> Result<(), ExporterError> {
-    let error = |source| ExporterError::Write {
-        format: "json",
-        source,
-    };
+/// Returns one customer's object, as `replay --format json` lists it (the query API adds
+/// `"segment"` and `"exposed"` to it).
+pub fn customer_json(labels: &[String], id: &str, figures: WindowFigures<'_>) -> Value {
+    json!({"customer_id": id, "windows": windows_json(labels, figures)})
+}
+
+/// Returns every tier's customers and figures per window, in the tiers' order:
+/// `[{"segment": "smb", "customers": 3, "windows": {...}}, ...]`.
+pub fn segments_json(labels: &[String], config: &SegmentConfig, rollup: &SegmentRollup) -> Value {
+    Value::Array(
+        config
+            .tiers
+            .iter()
+            .zip(&rollup.tiers)
+            .map(|(tier, figures)| {
+                json!({
+                    "segment": tier.name,
+                    "customers": figures.customers,
+                    "windows": windows_json(labels, figures.figures(labels.len())),
+                })
+            })
+            .collect(),
+    )
+}
+
+/// Returns the top-level object of the JSON rendering without its `"customers"` list: the
+/// watermark, the windows, the counters, the customer count, the portfolio and, with tiers,
+/// `"segments"`. The query API's `/api/v1/portfolio` is this object.
+pub fn head_json<V: GaugeView + ?Sized>(view: &V, segments: Option<&SegmentConfig>) -> Value {
     let counters = view.counters();
     let events: Map<String, Value> = EventType::ALL
         .iter()
@@ -80,7 +106,7 @@ pub fn render_json<V: GaugeView + ?Sized>(
         .map(|r| (r.as_str().to_owned(), json!(counters.rejected(*r))))
         .collect();
     let labels = view.window_labels();
-    let head = json!({
+    let mut head = json!({
         "watermark": view.watermark().map(|t| t.to_rfc3339()),
         "watermark_seconds": view.watermark().map(|t| t.seconds),
         "windows": labels,
@@ -88,6 +114,25 @@ pub fn render_json<V: GaugeView + ?Sized>(
         "customers_held": view.customer_count(),
         "portfolio": windows_json(labels, view.portfolio()),
     });
+    if let Some(config) = segments {
+        head["segments"] = segments_json(labels, config, &SegmentRollup::of(view, config));
+    }
+    head
+}
+
+/// Writes the whole state as one JSON document followed by a newline: [`head_json`] with
+/// every customer's [`customer_json`] in `"customers"`, in id order.
+pub fn render_json<V: GaugeView + ?Sized>(
+    view: &V,
+    segments: Option<&SegmentConfig>,
+    out: &mut dyn Write,
+) -> Result<(), ExporterError> {
+    let error = |source| ExporterError::Write {
+        format: "json",
+        source,
+    };
+    let labels = view.window_labels();
+    let head = head_json(view, segments);
     // Stream the customers so a million of them never sit in one `Value`.
     let head = serde_json::to_string(&head).map_err(|e| error(e.into()))?;
     out.write_all(&head.as_bytes()[..head.len() - 1])
@@ -98,7 +143,7 @@ pub fn render_json<V: GaugeView + ?Sized>(
         if index > 0 {
             out.write_all(b",").map_err(error)?;
         }
-        let customer = json!({"customer_id": id, "windows": windows_json(labels, figures)});
+        let customer = customer_json(labels, id, figures);
         serde_json::to_writer(&mut *out, &customer).map_err(|e| error(e.into()))?;
     }
     out.write_all(b"]}\n").map_err(error)

@@ -7,6 +7,8 @@
 //! - [`openmetrics`]: the history of every gauge at each step of event time, for backfill.
 //! - [`json`]: the same figures as exact decimal strings, for finance checks and tools.
 //! - [`table`]: a readable per-customer summary for a terminal.
+//! - [`exposure`]: the exposure budget: which customers get series of their own.
+//! - [`segments`]: margins by ACV tier.
 //! - [`error`]: the crate's one error type.
 //!
 //! # Design decisions
@@ -27,10 +29,12 @@
 #![deny(missing_docs)]
 
 pub mod error;
+pub mod exposure;
 pub mod json;
 pub mod metrics;
 pub mod openmetrics;
 pub mod prometheus;
+pub mod segments;
 pub mod table;
 
 pub use error::ExporterError;

@@ -17,10 +17,12 @@
 //! - [`generate`]: the deterministic synthetic ledger.
 //! - [`kafka_tools`]: `produce` and `create-topics`.
 //! - [`pacer`]: `--rate` pacing, shared by `generate` and `produce`.
+//! - [`published`]: the readers' side of `run`: immutable snapshots of the live state that
+//!   `/metrics` and the query API read without waiting for the loop.
 //!
-//! The modules depend on each other in one direction: `http` → `live` → `checkpoint`,
-//! `clock`; `config` → `live` (it builds [`live::LiveSettings`]); `replay`, `kafka_tools` →
-//! `config`; `generate`, `kafka_tools` → `pacer`. Nothing depends on `http`.
+//! The modules depend on each other in one direction: `http` → `live` → `published`,
+//! `checkpoint`, `clock`; `config` → `live` (it builds [`live::LiveSettings`]); `replay`,
+//! `kafka_tools` → `config`; `generate`, `kafka_tools` → `pacer`. Nothing depends on `http`.
 //!
 //! # Design decisions
 //!
@@ -29,10 +31,11 @@
 //! the wall clock once per batch (for the future-event guard) and lets the event clock drive
 //! the windows.
 //!
-//! **One thread owns the live state.** The loop thread owns the consumer, the engines, the
-//! dead-letter producer and the renderer, and takes no lock per message. Everything else
-//! talks to it over bounded channels (scrapes) or reads atomics it publishes (readiness,
-//! self-metrics). See `docs/architecture.md`.
+//! **One thread owns the live state.** The loop thread owns the consumer, the engines and
+//! the dead-letter producer, and takes no lock per message. Readers never talk to it: it
+//! publishes what changed, in small steps, to a publisher thread that keeps immutable
+//! snapshots (`published`), and atomics (readiness, self-metrics). See
+//! `docs/architecture.md`.
 //!
 //! **Errors.** `anyhow` here, with context on every I/O error; the library crates below have
 //! one error type each. `main` maps errors to exit codes: 0 success (a closed output pipe
@@ -46,4 +49,5 @@ pub mod http;
 pub mod kafka_tools;
 pub mod live;
 pub mod pacer;
+pub mod published;
 pub mod replay;

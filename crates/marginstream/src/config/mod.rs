@@ -23,8 +23,11 @@ use marginstream_aggregator::{ClockMode, EngineConfig, Preparer, TaggingRule};
 use marginstream_consumer::KafkaSettings;
 
 use crate::live::LiveSettings;
+use crate::published::PublishSettings;
 
-pub use raw::{RawConfig, RawKafka, RawLedger, RawMetrics, RawRule, RawState, RawTagging};
+pub use raw::{
+    RawConfig, RawKafka, RawLedger, RawMetrics, RawRule, RawSegment, RawState, RawTagging,
+};
 pub use validate::{validate, MAX_EVENT_BYTES_LIMIT};
 
 /// Prefix of environment variables that override configuration keys.
@@ -84,6 +87,8 @@ pub struct Config {
     pub preparer: Preparer,
     /// The effective tagging rules.
     pub rules: Vec<TaggingRule>,
+    /// The exposure budget, the ACV tiers and publishing (contract sections 7 and 8).
+    pub publishing: PublishSettings,
     /// The checkpoint directory.
     pub state_dir: PathBuf,
     /// Time between checkpoints.
@@ -124,6 +129,7 @@ impl Config {
             state_dir: self.state_dir.clone(),
             checkpoint_interval: self.checkpoint_interval,
             dlq_pending_max: self.kafka.dlq_pending_max,
+            publishing: self.publishing.clone(),
         }
     }
 

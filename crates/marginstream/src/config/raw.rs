@@ -85,14 +85,60 @@ impl Default for RawKafka {
 pub struct RawMetrics {
     /// Listen address (default `127.0.0.1:9898`: loopback, as in the contract).
     pub listen: String,
+    /// Most customers with per-customer series of their own; every other held customer is
+    /// summed exactly into `customer_id="__other__"` (default 10000; 0 gives none). Contract
+    /// section 7. The query API answers for every customer whatever this is.
+    pub customers_max: u64,
+    /// Customer ids always given series of their own when held, in this order, within
+    /// `customers_max` (default none).
+    pub customers_always: Vec<String>,
+    /// The window whose revenue ranks customers for the budget (default: the longest finite
+    /// window, else `all`).
+    pub rank_window: Option<String>,
+    /// How often `run` ranks customers again; in between, the set changes only by new
+    /// customers while fewer than `customers_max` are chosen (default `1h`).
+    pub rank_interval: String,
+    /// The per-customer families exposed: any of `revenue`, `cost`, `gm_market`,
+    /// `gm_operating`, `services_drag` (default all five).
+    pub customer_families: Vec<String>,
+    /// The windows the per-customer families carry (default every window).
+    pub customer_windows: Option<Vec<String>>,
+    /// How often `run` publishes its state to `/metrics` and the query API: the most they
+    /// lag the loop (default `1s`, between `1s` and `60s`).
+    pub publish_interval: String,
 }
+
+/// The default of `metrics.customers_max` (contract section 7): 10,000 customers are
+/// 360,000 series with the default windows, about 1 GB of Prometheus head memory.
+pub const CUSTOMERS_MAX_DEFAULT: u64 = 10_000;
 
 impl Default for RawMetrics {
     fn default() -> RawMetrics {
         RawMetrics {
             listen: "127.0.0.1:9898".to_owned(),
+            customers_max: CUSTOMERS_MAX_DEFAULT,
+            customers_always: Vec::new(),
+            rank_window: None,
+            rank_interval: "1h".to_owned(),
+            customer_families: marginstream_exporter::exposure::FAMILY_NAMES
+                .iter()
+                .map(|name| (*name).to_owned())
+                .collect(),
+            customer_windows: None,
+            publish_interval: "1s".to_owned(),
         }
     }
+}
+
+/// One `[[ledger.segments]]` entry: an ACV tier.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSegment {
+    /// The `segment` label value, e.g. `smb`.
+    pub name: String,
+    /// The lowest annualized revenue run-rate of the tier, in reporting currency (a decimal;
+    /// write it as a string to keep it exact).
+    pub min: toml::Value,
 }
 
 /// `[ledger]`: windows, watermark clock, reporting currency and limits.
@@ -118,6 +164,13 @@ pub struct RawLedger {
     pub max_customers: u64,
     /// How far past the wall clock `occurred_at` may be (default `5m`).
     pub max_future_skew: String,
+    /// ACV tiers in ascending `min` (contract section 8); a customer below the first `min`
+    /// is in the first tier. Default: `self_serve` (0), `smb` (1000), `mid_market` (10000),
+    /// `enterprise` (50000). An empty list turns segments off.
+    pub segments: Option<Vec<RawSegment>>,
+    /// The window whose revenue gives the run-rate `Revenue(W) × 365d / W` (default: the
+    /// longest finite window; with no finite window there are no segments).
+    pub segment_window: Option<String>,
     /// How long an applied `event_id` is remembered, in watermark time (default: the longest
     /// window plus one bucket). Longer catches repeats of older events in `all`, at the cost
     /// of 24 to 48 bytes of memory per event in the horizon.
@@ -137,6 +190,8 @@ impl Default for RawLedger {
             max_event_bytes: 65_536,
             max_customers: 1_000_000,
             max_future_skew: "5m".to_owned(),
+            segments: None,
+            segment_window: None,
             dedup_horizon: None,
         }
     }

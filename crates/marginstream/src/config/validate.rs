@@ -7,11 +7,22 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use marginstream_aggregator::{tagging, ClockMode, EngineConfig, Preparer, Tagger, TaggingRule};
+use marginstream_exporter::exposure::{ExposureConfig, FAMILY_NAMES};
+use marginstream_exporter::segments::{SegmentConfig, Tier};
+use marginstream_model::parse::{ID_BYTES_MAX, RESERVED_CUSTOMER_ID};
 use marginstream_model::{money::parse_decimal, CostFunction, Currency, DurationSpec, ParseLimits};
 use rust_decimal::Decimal;
 
 use super::raw::{RawConfig, RawKafka, RawLedger, RawMetrics, RawState, RawTagging};
 use super::{Config, ConfigProblem};
+use crate::published::PublishSettings;
+
+/// What the `[metrics]` keys of the budget and of publishing validate into.
+struct Publishing {
+    exposure: ExposureConfig,
+    rank_interval: Duration,
+    publish_interval: Duration,
+}
 
 /// The largest `ledger.max_event_bytes`: 16 MiB, the JSONL reader's hard line cap.
 pub const MAX_EVENT_BYTES_LIMIT: u64 = 16 * 1024 * 1024;
@@ -50,6 +61,14 @@ pub fn validate(raw: RawConfig, problems: &mut Vec<ConfigProblem>) -> Option<Con
     let state = state(&raw.state, &mut found);
     let listen = metrics(&raw.metrics, &mut found);
     let ledger = ledger(&raw.ledger, &mut found);
+    let labels = ledger.as_ref().map(|l| l.labels.clone());
+    let publishing = labels
+        .as_ref()
+        .and_then(|labels| publishing(&raw.metrics, labels, &mut found));
+    let segments = match (&ledger, &labels) {
+        (Some(ledger), Some(labels)) => segments(&raw.ledger, &ledger.engine, labels, &mut found),
+        _ => None,
+    };
     let rules = tagging(&raw.tagging, &mut found);
     if problems.len() > start {
         return None;
@@ -74,6 +93,15 @@ pub fn validate(raw: RawConfig, problems: &mut Vec<ConfigProblem>) -> Option<Con
         clock: ledger.clock,
         preparer,
         rules,
+        publishing: {
+            let publishing = publishing?;
+            PublishSettings {
+                exposure: publishing.exposure,
+                rank_interval: publishing.rank_interval,
+                publish_interval: publishing.publish_interval,
+                segments: segments?,
+            }
+        },
         raw,
     })
 }
@@ -165,6 +193,8 @@ fn metrics(raw: &RawMetrics, problems: &mut Problems<'_>) -> Option<SocketAddr> 
 
 /// What `[ledger]` validates into.
 struct Ledger {
+    /// The window labels: the finite windows as written, then `all` with the lifetime window.
+    labels: Vec<String>,
     /// The engine's settings, the clock defaulted to event time.
     engine: EngineConfig,
     /// The configured clock, if any.
@@ -239,7 +269,16 @@ fn ledger(raw: &RawLedger, problems: &mut Problems<'_>) -> Option<Ledger> {
             );
         }
     }
+    let mut labels: Vec<String> = windows
+        .iter()
+        .flatten()
+        .map(|w| w.as_str().to_owned())
+        .collect();
+    if raw.lifetime {
+        labels.push("all".to_owned());
+    }
     Some(Ledger {
+        labels,
         engine: EngineConfig {
             windows: windows.into_iter().collect::<Option<_>>()?,
             lifetime: raw.lifetime,
@@ -384,4 +423,219 @@ fn tagging(raw: &RawTagging, problems: &mut Problems<'_>) -> Option<(Vec<Tagging
         .map_err(|error| problems.push("tagging.rules", error.to_string()))
         .ok()?;
     Some((rules, tagger))
+}
+
+/// Parses a whole-second duration between `min` and `max` seconds.
+fn bounded_duration(
+    key: &str,
+    text: &str,
+    (min, max): (i64, i64),
+    problems: &mut Problems<'_>,
+) -> Option<Duration> {
+    let duration = problems.duration(key, text)?;
+    if duration.seconds() < min || duration.seconds() > max {
+        problems.push(
+            key,
+            format!(
+                "{duration} is not between {} and {}",
+                DurationSpec::from_seconds(min),
+                DurationSpec::from_seconds(max)
+            ),
+        );
+        return None;
+    }
+    Some(Duration::from_secs(duration.seconds() as u64))
+}
+
+/// Returns the index of `window` among `labels`, pushing a problem under `key` otherwise.
+fn label_index(
+    key: &str,
+    window: &str,
+    labels: &[String],
+    problems: &mut Problems<'_>,
+) -> Option<usize> {
+    let index = labels.iter().position(|label| label == window.trim());
+    if index.is_none() {
+        problems.push(
+            key,
+            format!(
+                "{window:?} is not a configured window (one of {})",
+                labels.join(", ")
+            ),
+        );
+    }
+    index
+}
+
+/// The `[metrics]` keys of the exposure budget and of publishing (contract section 7).
+fn publishing(
+    raw: &RawMetrics,
+    labels: &[String],
+    problems: &mut Problems<'_>,
+) -> Option<Publishing> {
+    let start = problems.0.len();
+    if raw.customers_max > u64::from(u32::MAX) {
+        problems.push(
+            "metrics.customers_max",
+            format!("must be at most {}, got {}", u32::MAX, raw.customers_max),
+        );
+    }
+    let mut always = Vec::new();
+    for (index, id) in raw.customers_always.iter().enumerate() {
+        let key = format!("metrics.customers_always[{index}]");
+        if id.is_empty() || id.len() > ID_BYTES_MAX {
+            problems.push(&key, format!("must be 1 to {ID_BYTES_MAX} bytes"));
+        } else if id == RESERVED_CUSTOMER_ID {
+            problems.push(
+                &key,
+                format!("{RESERVED_CUSTOMER_ID:?} is the roll-up's id, not a customer"),
+            );
+        } else if always.contains(id) {
+            problems.push(&key, format!("{id:?} is listed twice"));
+        } else {
+            always.push(id.clone());
+        }
+    }
+    // The longest finite window (labels list the finite windows first), else `all`.
+    let finite = labels.iter().filter(|l| *l != "all").count();
+    let rank_window = match &raw.rank_window {
+        Some(window) => label_index("metrics.rank_window", window, labels, problems),
+        None => (0..finite)
+            .max_by_key(|index| DurationSpec::parse(&labels[*index]).map_or(0, |d| d.seconds()))
+            .or_else(|| labels.iter().position(|l| l == "all")),
+    };
+    let mut families = [false; 5];
+    for name in &raw.customer_families {
+        match FAMILY_NAMES.iter().position(|family| family == name) {
+            Some(index) if families[index] => problems.push(
+                "metrics.customer_families",
+                format!("{name:?} is listed twice"),
+            ),
+            Some(index) => families[index] = true,
+            None => problems.push(
+                "metrics.customer_families",
+                format!("{name:?} is not one of {}", FAMILY_NAMES.join(", ")),
+            ),
+        }
+    }
+    let windows = match &raw.customer_windows {
+        None => vec![true; labels.len()],
+        Some(list) => {
+            let mut chosen = vec![false; labels.len()];
+            for window in list {
+                if let Some(index) =
+                    label_index("metrics.customer_windows", window, labels, problems)
+                {
+                    chosen[index] = true;
+                }
+            }
+            chosen
+        }
+    };
+    let rank_interval = bounded_duration(
+        "metrics.rank_interval",
+        &raw.rank_interval,
+        (60, 7 * 86_400),
+        problems,
+    );
+    let publish_interval = bounded_duration(
+        "metrics.publish_interval",
+        &raw.publish_interval,
+        (1, 60),
+        problems,
+    );
+    if problems.0.len() > start {
+        return None;
+    }
+    Some(Publishing {
+        exposure: ExposureConfig {
+            customers_max: raw.customers_max as usize,
+            customers_always: always,
+            rank_window: rank_window?,
+            families,
+            windows,
+        },
+        rank_interval: rank_interval?,
+        publish_interval: publish_interval?,
+    })
+}
+
+/// `ledger.segments` and `ledger.segment_window` (contract section 8). `Some(None)`: valid,
+/// with no segments (an empty list, or no finite window).
+fn segments(
+    raw: &RawLedger,
+    engine: &EngineConfig,
+    labels: &[String],
+    problems: &mut Problems<'_>,
+) -> Option<Option<SegmentConfig>> {
+    let start = problems.0.len();
+    let tiers = match &raw.segments {
+        None => SegmentConfig::default_tiers(),
+        Some(list) => {
+            let mut tiers: Vec<Tier> = Vec::new();
+            for (index, segment) in list.iter().enumerate() {
+                let key = format!("ledger.segments[{index}]");
+                let name = segment.name.trim();
+                if name.is_empty() {
+                    problems.push(&format!("{key}.name"), "must not be empty");
+                } else if tiers.iter().any(|t| t.name == name) {
+                    problems.push(&format!("{key}.name"), format!("{name:?} is listed twice"));
+                }
+                let min = match &segment.min {
+                    toml::Value::String(text) => parse_decimal(text).map_err(str::to_owned),
+                    toml::Value::Integer(number) => Ok(Decimal::from(*number)),
+                    toml::Value::Float(number) => {
+                        parse_decimal(&number.to_string()).map_err(str::to_owned)
+                    }
+                    other => Err(format!("expected a decimal, got {}", other.type_str())),
+                };
+                match min {
+                    Ok(min) => {
+                        if let Some(previous) = tiers.last() {
+                            if min <= previous.min {
+                                problems.push(
+                                    &format!("{key}.min"),
+                                    format!(
+                                        "{min} is not above the previous tier's {} (tiers go in ascending min)",
+                                        previous.min
+                                    ),
+                                );
+                            }
+                        }
+                        tiers.push(Tier {
+                            name: name.to_owned(),
+                            min,
+                        });
+                    }
+                    Err(message) => problems.push(&format!("{key}.min"), message),
+                }
+            }
+            tiers
+        }
+    };
+    let window = match &raw.segment_window {
+        Some(window) => {
+            let index = label_index("ledger.segment_window", window, labels, problems);
+            if index.is_some() && window.trim() == "all" {
+                problems.push(
+                    "ledger.segment_window",
+                    "the run-rate needs a finite window, not `all`",
+                );
+            }
+            index
+        }
+        // The longest finite window: finite windows come first among the labels.
+        None => (0..engine.windows.len()).max_by_key(|index| engine.windows[*index].seconds()),
+    };
+    if problems.0.len() > start {
+        return None;
+    }
+    Some(match (tiers.is_empty(), window) {
+        (false, Some(window)) => Some(SegmentConfig {
+            tiers,
+            window,
+            window_seconds: engine.windows[window].seconds(),
+        }),
+        _ => None,
+    })
 }

@@ -1,9 +1,10 @@
 //! `marginstream run`: the loop on its thread ([`crate::live::LiveHandle`]), the HTTP
-//! endpoint (`/metrics`, `/healthz`, `/readyz`) and shutdown on SIGTERM or SIGINT.
+//! endpoint (`/metrics`, `/healthz`, `/readyz`, and the query API under `/api/v1`, see
+//! [`api`]) and shutdown on SIGTERM or SIGINT.
 //!
-//! The HTTP side runs on a current-thread tokio runtime on the main thread. A scrape asks
-//! the loop for the contract's families and waits for them on a blocking thread, so the
-//! runtime never blocks; the probes read the loop's status, never the loop itself.
+//! The HTTP side runs on a current-thread tokio runtime on the main thread. A scrape renders
+//! the readers' current snapshot (`crate::published`) on a blocking thread, so the runtime
+//! never blocks and the loop never waits; the probes read the loop's status.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -17,11 +18,10 @@ use axum::routing::get;
 use axum::Router;
 use tracing::{error, info};
 
-use crate::config::Config;
-use crate::live::{LiveHandle, Readiness, ScrapeError, Scraper, Status};
+pub mod api;
 
-/// How long `/metrics` waits for the loop before answering 503.
-const SCRAPE_TIMEOUT: Duration = Duration::from_secs(30);
+use crate::config::Config;
+use crate::live::{LiveHandle, Readiness, Shared};
 
 /// How often the server checks whether the loop has ended.
 const LOOP_CHECK_INTERVAL: Duration = Duration::from_millis(100);
@@ -29,54 +29,41 @@ const LOOP_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 /// The content type of the Prometheus text exposition format.
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// What the handlers share.
-#[derive(Clone)]
-struct AppState {
-    scraper: Scraper,
-    status: Arc<Status>,
-}
-
-/// Returns the router of the endpoint: `/metrics`, `/healthz` and `/readyz` over `handle`.
-pub fn router(handle: &LiveHandle) -> Router {
-    let state = AppState {
-        scraper: handle.scraper(),
-        status: Arc::clone(handle.status()),
-    };
+/// Returns the router of the endpoint over what the loop shares: `/metrics`, `/healthz`,
+/// `/readyz` and the query API.
+pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .with_state(state)
+        .route("/api/v1/customers", get(api::customers))
+        .route("/api/v1/customers/{customer_id}", get(api::customer))
+        .route("/api/v1/portfolio", get(api::portfolio))
+        .with_state(shared)
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
-    let scraper = state.scraper.clone();
-    let result = tokio::task::spawn_blocking(move || scraper.scrape(SCRAPE_TIMEOUT)).await;
-    match result {
-        Ok(Ok(body)) => ([(header::CONTENT_TYPE, PROMETHEUS_TEXT)], body).into_response(),
-        Ok(Err(ScrapeError::Busy)) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too many scrapes in flight\n",
-        )
-            .into_response(),
-        _ => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the consumer loop did not answer\n",
-        )
-            .into_response(),
+/// `/metrics`: rendered from the current snapshot on a blocking thread (a large exposition
+/// takes a while), never by the loop.
+async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    match tokio::task::spawn_blocking(move || shared.scrape()).await {
+        Ok(body) => ([(header::CONTENT_TYPE, PROMETHEUS_TEXT)], body).into_response(),
+        Err(error) => {
+            error!(error = %error, "rendering /metrics failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "rendering failed\n").into_response()
+        }
     }
 }
 
-async fn healthz(State(state): State<AppState>) -> Response {
-    if state.status.finished.load(Ordering::Acquire) {
+async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
+    if shared.status.finished.load(Ordering::Acquire) {
         (StatusCode::SERVICE_UNAVAILABLE, "stopped\n").into_response()
     } else {
         (StatusCode::OK, "ok\n").into_response()
     }
 }
 
-async fn readyz(State(state): State<AppState>) -> Response {
-    let readiness = state.status.readiness();
+async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
+    let readiness = shared.status.readiness();
     let code = if readiness == Readiness::Ready {
         StatusCode::OK
     } else {
@@ -123,15 +110,15 @@ pub fn serve(config: &Config) -> anyhow::Result<()> {
         topic = %config.kafka.topic,
         brokers = %config.kafka.brokers,
         group = %config.kafka.group_id,
-        "serving /metrics, /healthz and /readyz"
+        "serving /metrics, /healthz, /readyz and /api/v1"
     );
     let handle = LiveHandle::spawn(config.live_settings())?;
-    let app = router(&handle);
-    let status = Arc::clone(handle.status());
-    let stop = Arc::clone(handle.shutdown_flag());
+    let shared = Arc::clone(handle.shared());
+    let app = router(Arc::clone(&shared));
     runtime.block_on(async move {
+        let watched = Arc::clone(&shared);
         let loop_done = async move {
-            while !status.finished.load(Ordering::Acquire) {
+            while !watched.status.finished.load(Ordering::Acquire) {
                 tokio::time::sleep(LOOP_CHECK_INTERVAL).await;
             }
         };
@@ -140,7 +127,7 @@ pub fn serve(config: &Config) -> anyhow::Result<()> {
                 _ = shutdown_signal() => info!("signal received: final checkpoint, commit, leaving the group"),
                 _ = loop_done => {}
             }
-            stop.store(true, Ordering::Release);
+            shared.shutdown.store(true, Ordering::Release);
         });
         if let Err(error) = server.await {
             error!(error = %error, "the HTTP server failed");

@@ -8,13 +8,19 @@
 //!   group is left.
 //! - `partitions`: ownership (assignment, revocation, end of partition).
 //! - `checkpointer`: the checkpoint pipeline, the final one included.
+//! - `publish`: copies what changed to the readers' snapshots (`crate::published`).
 //! - [`self_metrics`]: the process's own metrics, in a `prometheus` registry.
 //!
-//! One thread owns everything that changes: the consumer, the engines, the dead-letter
-//! producer and the renderer. It polls a message, applies it to its partition's engine, and
-//! between messages serves scrapes (a request over a bounded channel, answered with the
-//! rendered text) and checkpoints (encoded here, written by a second thread). No lock is
-//! taken per message.
+//! One thread owns everything that changes: the consumer, the engines and the dead-letter
+//! producer. It polls a message, applies it to its partition's engine, and between messages
+//! does its service pass: dead letters, checkpoints (encoded here, written by a second
+//! thread) and publishing (a step of at most [`PUBLISH_STEP_BUSY`] while messages wait). No
+//! lock is taken per message, and no reader ever waits for the loop or makes it wait.
+//!
+//! **Readiness.** Ready means every assigned partition is restored and caught up *and* the
+//! readers' snapshot reflects that: a rebalance or a partition reaching its end bumps a
+//! version, and the loop is ready once a snapshot committed at that version or later is
+//! published.
 //!
 //! **Exactly-once effect.** A partition's engine holds exactly the messages before its next
 //! offset. A checkpoint stores both, and a restart seeks every partition to its checkpointed
@@ -26,6 +32,7 @@
 
 mod checkpointer;
 mod partitions;
+mod publish;
 pub mod self_metrics;
 
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -34,32 +41,43 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
-use crossbeam_channel::{Receiver, Sender};
-use marginstream_aggregator::{Engine, EngineConfig, MergedView, Preparer};
+use marginstream_aggregator::{Engine, EngineConfig, Preparer};
 use marginstream_consumer::kafka::DeadLetter;
 use marginstream_consumer::{
     DeadLetterSink, KafkaSettings, KafkaSource, Offset, Partition, Polled, Rebalance,
 };
-use marginstream_exporter::{RenderOptions, Renderer};
 use prometheus::local::LocalHistogram;
 use tracing::{info, warn};
 
 use crate::clock::wall_clock;
+use crate::published::{Board, PublishSettings, Publisher};
 use checkpointer::Checkpointer;
 use partitions::Partitions;
+use publish::Publishing;
 pub use self_metrics::SelfMetrics;
 
 /// How long `poll` waits for a message before the loop does its service pass anyway.
 const POLL_TIMEOUT: Duration = Duration::from_millis(50);
 
+/// How long `poll` waits while a publishing pass is under way: the pass goes on whenever
+/// no message comes.
+const POLL_TIMEOUT_PUBLISHING: Duration = Duration::from_millis(1);
+
 /// Messages applied between two service passes while messages keep coming.
 const MESSAGES_PER_SERVICE: u32 = 256;
 
+/// The most a service pass publishes while messages wait: a pause of a tenth of a
+/// millisecond every 256 messages (about a millisecond of work).
+const PUBLISH_STEP_BUSY: Duration = Duration::from_micros(100);
+
+/// The most a service pass publishes when no message came.
+const PUBLISH_STEP_IDLE: Duration = Duration::from_micros(900);
+
+/// How often the self-metrics read from elsewhere (lag, the sink's counts) are refreshed.
+const METRICS_REFRESH: Duration = Duration::from_millis(200);
+
 /// The window of `marginstream_consumed_messages_per_second`.
 const RATE_WINDOW: Duration = Duration::from_secs(5);
-
-/// Scrapes waiting for the loop; a handful is plenty for Prometheus's one at a time.
-const REQUESTS_MAX: usize = 8;
 
 /// Everything `run` needs, validated.
 #[derive(Debug, Clone)]
@@ -76,13 +94,8 @@ pub struct LiveSettings {
     pub checkpoint_interval: Duration,
     /// Most dead letters waiting for acknowledgement before consumption pauses.
     pub dlq_pending_max: u64,
-}
-
-/// A request to the loop.
-#[derive(Debug)]
-pub enum Request {
-    /// Render the contract's families (not the self-metrics) and send them back.
-    Scrape(Sender<Vec<u8>>),
+    /// Publishing to readers, the exposure budget and the tiers.
+    pub publishing: PublishSettings,
 }
 
 /// Readiness, as `/readyz` reports it.
@@ -148,17 +161,6 @@ impl Status {
     }
 }
 
-/// Why a scrape got no answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum ScrapeError {
-    /// [`REQUESTS_MAX`] scrapes are already waiting for the loop.
-    #[error("too many scrapes in flight")]
-    Busy,
-    /// The loop did not answer in time, or has ended.
-    #[error("the consumer loop did not answer")]
-    NoAnswer,
-}
-
 /// How [`LiveHandle::spawn_with`] starts the loop's thread.
 #[derive(Debug, Clone)]
 pub struct LiveOptions {
@@ -178,13 +180,35 @@ impl Default for LiveOptions {
     }
 }
 
-/// The loop running on its own thread, and what talks to it.
+/// What the loop shares with everyone else: set by the loop, read by anyone.
+#[derive(Debug)]
+pub struct Shared {
+    /// Set to stop the loop.
+    pub shutdown: AtomicBool,
+    /// Readiness and whether the loop has ended.
+    pub status: Status,
+    /// The self-metrics registry.
+    pub metrics: SelfMetrics,
+    /// The readers' snapshots.
+    pub board: Arc<Board>,
+}
+
+impl Shared {
+    /// Returns the whole `/metrics` text: the contract's families of the current snapshot,
+    /// then the self-metrics and the process metrics.
+    pub fn scrape(&self) -> Vec<u8> {
+        let families = self.board.render();
+        let mut text = Vec::with_capacity(families.len() + 16 * 1024);
+        text.extend_from_slice(&families);
+        self.metrics.encode(&mut text);
+        text
+    }
+}
+
+/// The loop running on its own thread, and what it shares.
 #[derive(Debug)]
 pub struct LiveHandle {
-    shutdown: Arc<AtomicBool>,
-    requests: Sender<Request>,
-    status: Arc<Status>,
-    metrics: Arc<SelfMetrics>,
+    shared: Arc<Shared>,
     thread: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
@@ -193,8 +217,9 @@ impl LiveHandle {
     ///
     /// # Errors
     ///
-    /// When the thread cannot be started. Errors of the loop itself (a refused checkpoint,
-    /// a broker setting librdkafka refuses) end the loop: [`LiveHandle::join`] returns them.
+    /// When the thread cannot be started, or the engine configuration is invalid. Errors of
+    /// the loop itself (a refused checkpoint, a broker setting librdkafka refuses) end the
+    /// loop: [`LiveHandle::join`] returns them.
     pub fn spawn(settings: LiveSettings) -> anyhow::Result<LiveHandle> {
         LiveHandle::spawn_with(settings, LiveOptions::default())
     }
@@ -203,20 +228,24 @@ impl LiveHandle {
     ///
     /// # Errors
     ///
-    /// When the thread cannot be started.
+    /// As [`LiveHandle::spawn`].
     pub fn spawn_with(settings: LiveSettings, options: LiveOptions) -> anyhow::Result<LiveHandle> {
-        let shutdown = Arc::new(AtomicBool::new(false));
-        let status = Arc::new(Status::default());
-        let metrics = Arc::new(SelfMetrics::new());
-        let (requests, receiver) = crossbeam_channel::bounded(REQUESTS_MAX);
+        let labels: Arc<[String]> = Engine::new(&settings.engine)
+            .context("invalid engine configuration")?
+            .labels()
+            .into();
+        let shared = Arc::new(Shared {
+            shutdown: AtomicBool::new(false),
+            status: Status::default(),
+            metrics: SelfMetrics::new(),
+            board: Arc::new(Board::new(labels, settings.publishing.clone())),
+        });
         let thread = {
-            let shutdown = Arc::clone(&shutdown);
-            let status = Arc::clone(&status);
-            let metrics = Arc::clone(&metrics);
+            let shared = Arc::clone(&shared);
             std::thread::Builder::new()
                 .name(options.thread_name)
                 .spawn(move || {
-                    let work = || run(settings, &shutdown, &receiver, &status, &metrics);
+                    let work = || run(settings, &shared);
                     match options.log {
                         Some(dispatch) => tracing::dispatcher::with_default(&dispatch, work),
                         None => work(),
@@ -225,51 +254,29 @@ impl LiveHandle {
                 .context("cannot start the consumer loop thread")?
         };
         Ok(LiveHandle {
-            shutdown,
-            requests,
-            status,
-            metrics,
+            shared,
             thread: Some(thread),
         })
     }
 
+    /// Returns what the loop shares (status, self-metrics, the readers' board).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
     /// Returns the status the loop keeps (readiness, finished).
-    pub fn status(&self) -> &Arc<Status> {
-        &self.status
+    pub fn status(&self) -> &Status {
+        &self.shared.status
     }
 
-    /// Returns the loop's self-metrics.
-    pub fn metrics(&self) -> &Arc<SelfMetrics> {
-        &self.metrics
-    }
-
-    /// Returns the whole `/metrics` text: the contract's families rendered by the loop, then
-    /// the self-metrics and process metrics. Blocks for at most `timeout`.
-    ///
-    /// # Errors
-    ///
-    /// [`ScrapeError::Busy`] when too many scrapes wait already, [`ScrapeError::NoAnswer`]
-    /// when the loop did not answer within `timeout` (or has ended).
-    pub fn scrape(&self, timeout: Duration) -> Result<Vec<u8>, ScrapeError> {
-        scrape(&self.requests, &self.metrics, timeout)
-    }
-
-    /// Returns a cheap, cloneable way to scrape from other threads.
-    pub fn scraper(&self) -> Scraper {
-        Scraper {
-            requests: self.requests.clone(),
-            metrics: Arc::clone(&self.metrics),
-        }
+    /// Returns the whole `/metrics` text, from the current snapshot: never waits for the loop.
+    pub fn scrape(&self) -> Vec<u8> {
+        self.shared.scrape()
     }
 
     /// Asks the loop to stop: it takes its final checkpoint and leaves the group.
     pub fn stop(&self) {
-        self.shutdown.store(true, Ordering::Release);
-    }
-
-    /// Returns the flag [`LiveHandle::stop`] sets.
-    pub fn shutdown_flag(&self) -> &Arc<AtomicBool> {
-        &self.shutdown
+        self.shared.shutdown.store(true, Ordering::Release);
     }
 
     /// Returns `true` once the loop's thread has ended.
@@ -294,103 +301,53 @@ impl LiveHandle {
 impl Drop for LiveHandle {
     /// Asks the loop to stop without waiting for it (a failing test must not block on it).
     fn drop(&mut self) {
-        self.shutdown.store(true, Ordering::Release);
+        self.shared.shutdown.store(true, Ordering::Release);
     }
 }
 
-/// Scrapes the loop from any thread: what [`LiveHandle::scrape`] does, detached from the
-/// handle.
-#[derive(Debug, Clone)]
-pub struct Scraper {
-    requests: Sender<Request>,
-    metrics: Arc<SelfMetrics>,
-}
-
-impl Scraper {
-    /// As [`LiveHandle::scrape`].
-    ///
-    /// # Errors
-    ///
-    /// As [`LiveHandle::scrape`].
-    pub fn scrape(&self, timeout: Duration) -> Result<Vec<u8>, ScrapeError> {
-        scrape(&self.requests, &self.metrics, timeout)
-    }
-}
-
-fn scrape(
-    requests: &Sender<Request>,
-    metrics: &SelfMetrics,
-    timeout: Duration,
-) -> Result<Vec<u8>, ScrapeError> {
-    let (reply, answer) = crossbeam_channel::bounded(1);
-    requests
-        .try_send(Request::Scrape(reply))
-        .map_err(|_| ScrapeError::Busy)?;
-    let mut text = answer
-        .recv_timeout(timeout)
-        .map_err(|_| ScrapeError::NoAnswer)?;
-    metrics.encode(&mut text);
-    Ok(text)
-}
-
-/// Runs the loop until `shutdown` is set; then takes a final checkpoint, commits and leaves
-/// the group. Sets `status.finished` when it returns, on every path.
+/// Runs the loop until `shared.shutdown` is set; then takes a final checkpoint, commits and
+/// leaves the group. Sets `shared.status.finished` when it returns, on every path.
 ///
 /// # Errors
 ///
 /// A checkpoint that is refused at start (corrupt, or of another topic or configuration),
 /// a client librdkafka refuses to create, or a failure of the checkpoint writer.
-pub fn run(
-    settings: LiveSettings,
-    shutdown: &AtomicBool,
-    requests: &Receiver<Request>,
-    status: &Arc<Status>,
-    metrics: &SelfMetrics,
-) -> anyhow::Result<()> {
-    let result = run_until_stopped(settings, shutdown, requests, status, metrics);
+pub fn run(settings: LiveSettings, shared: &Shared) -> anyhow::Result<()> {
+    let result = run_until_stopped(settings, shared);
     // On every path, a refused checkpoint at start included: the HTTP server stops with
     // the loop.
-    status.finished.store(true, Ordering::Release);
+    shared.status.finished.store(true, Ordering::Release);
     result
 }
 
-fn run_until_stopped(
-    settings: LiveSettings,
-    shutdown: &AtomicBool,
-    requests: &Receiver<Request>,
-    status: &Arc<Status>,
-    metrics: &SelfMetrics,
-) -> anyhow::Result<()> {
+fn run_until_stopped(settings: LiveSettings, shared: &Shared) -> anyhow::Result<()> {
+    let metrics = &shared.metrics;
     let (checkpointer, restored) = Checkpointer::open(&settings, metrics)?;
-    status.set(Readiness::Joining);
+    shared.status.set(Readiness::Joining);
     let source = KafkaSource::new(&settings.kafka)?;
     let dlq = DeadLetterSink::new(&settings.kafka)?;
-    let labels = Engine::new(&settings.engine)
-        .context("invalid engine configuration")?
-        .labels()
-        .to_vec();
+    let publisher = Publisher::spawn(Arc::clone(&shared.board))?;
     let mut live = Live {
         partitions: Partitions::new(settings.engine.clone(), restored),
         checkpointer,
         dlq,
+        publishing: Publishing::new(publisher, settings.publishing.publish_interval),
         settings,
-        renderer: Renderer::new(RenderOptions::default()),
-        labels,
         metrics,
         latency: metrics.apply_latency.local(),
-        status: Arc::clone(status),
+        status: &shared.status,
+        version: 0,
         rate_at: None,
+        refreshed_at: None,
         paused: false,
     };
-    let result = live.main_loop(&source, shutdown, requests);
-    status.set(Readiness::Stopping);
-    if result.is_ok() {
-        live.serve_requests(&source, requests);
-    }
+    let result = live.main_loop(&source, &shared.shutdown);
+    shared.status.set(Readiness::Stopping);
     let Live {
         mut partitions,
         checkpointer,
         dlq,
+        publishing,
         ..
     } = live;
     checkpointer.finish(
@@ -401,6 +358,7 @@ fn run_until_stopped(
         metrics,
         wall_clock(),
     );
+    drop(publishing);
     drop(partitions);
     drop(dlq);
     source.close();
@@ -415,29 +373,32 @@ struct Live<'a> {
     dlq: DeadLetterSink,
     partitions: Partitions,
     checkpointer: Checkpointer,
-    renderer: Renderer,
-    /// The window labels, the same for every engine of the process.
-    labels: Vec<String>,
+    publishing: Publishing,
     metrics: &'a SelfMetrics,
     /// The apply latency, observed without atomics and flushed in the service pass.
     latency: LocalHistogram,
-    status: Arc<Status>,
+    status: &'a Status,
+    /// Bumped by every change that readiness depends on (a rebalance, a partition read to
+    /// its end): ready needs a snapshot committed at this version.
+    version: u64,
     /// Start of the current rate window: when, and the consumed count then.
     rate_at: Option<(Instant, u64)>,
+    /// When the self-metrics were last refreshed.
+    refreshed_at: Option<Instant>,
     /// Consumption is paused for the dead-letter topic.
     paused: bool,
 }
 
 impl Live<'_> {
-    fn main_loop(
-        &mut self,
-        source: &KafkaSource,
-        shutdown: &AtomicBool,
-        requests: &Receiver<Request>,
-    ) -> anyhow::Result<()> {
+    fn main_loop(&mut self, source: &KafkaSource, shutdown: &AtomicBool) -> anyhow::Result<()> {
         let mut since_service = 0u32;
         while !shutdown.load(Ordering::Relaxed) {
-            let polled = source.poll(POLL_TIMEOUT);
+            let timeout = if self.publishing.busy() {
+                POLL_TIMEOUT_PUBLISHING
+            } else {
+                POLL_TIMEOUT
+            };
+            let polled = source.poll(timeout);
             let polled_at = Instant::now();
             let idle = matches!(polled, Polled::Nothing);
             match polled {
@@ -454,7 +415,9 @@ impl Live<'_> {
                     self.latency.observe(polled_at.elapsed().as_secs_f64());
                 }
                 Polled::PartitionEof(partition) => {
-                    self.partitions.caught_up(partition);
+                    if self.partitions.caught_up(partition) {
+                        self.version += 1;
+                    }
                     self.update_readiness();
                 }
                 Polled::Nothing => {}
@@ -470,30 +433,46 @@ impl Live<'_> {
             since_service += 1;
             if idle || since_service >= MESSAGES_PER_SERVICE {
                 since_service = 0;
-                self.service(source, requests)?;
+                self.service(source, idle)?;
             }
         }
         Ok(())
     }
 
-    /// Between messages: dead letters, scrapes, checkpoints, the event rate, pausing.
-    fn service(
-        &mut self,
-        source: &KafkaSource,
-        requests: &Receiver<Request>,
-    ) -> anyhow::Result<()> {
+    /// Between messages: dead letters, checkpoints, publishing, the self-metrics, pausing.
+    /// `idle`: no message came (the publishing step may take longer).
+    fn service(&mut self, source: &KafkaSource, idle: bool) -> anyhow::Result<()> {
+        let started = Instant::now();
         self.dlq.poll();
         self.check_pause(source)?;
-        self.serve_requests(source, requests);
-        self.checkpointer.tick(
+        let wall = wall_clock();
+        self.checkpointer
+            .tick(&mut self.partitions, &self.dlq, source, self.metrics, wall)?;
+        let budget = if idle {
+            PUBLISH_STEP_IDLE
+        } else {
+            PUBLISH_STEP_BUSY
+        };
+        let publish_started = Instant::now();
+        self.publishing.step(
             &mut self.partitions,
-            &self.dlq,
-            source,
-            self.metrics,
-            wall_clock(),
-        )?;
+            wall,
+            publish_started + budget,
+            self.version,
+        );
+        self.metrics
+            .publish_step
+            .observe(publish_started.elapsed().as_secs_f64());
+        self.update_readiness();
         self.latency.flush();
         let now = Instant::now();
+        if self
+            .refreshed_at
+            .is_none_or(|at| now.duration_since(at) >= METRICS_REFRESH)
+        {
+            self.refreshed_at = Some(now);
+            self.refresh_metrics(source);
+        }
         let consumed = self.metrics.consumed.get();
         match self.rate_at {
             Some((at, count)) if now.duration_since(at) >= RATE_WINDOW => {
@@ -505,6 +484,7 @@ impl Live<'_> {
             None => self.rate_at = Some((now, consumed)),
             _ => {}
         }
+        self.metrics.observe_service(started.elapsed());
         Ok(())
     }
 
@@ -526,18 +506,6 @@ impl Live<'_> {
             self.paused = false;
         }
         Ok(())
-    }
-
-    fn serve_requests(&mut self, source: &KafkaSource, requests: &Receiver<Request>) {
-        while let Ok(request) = requests.try_recv() {
-            match request {
-                Request::Scrape(reply) => {
-                    let text = self.render();
-                    self.refresh_metrics(source);
-                    let _ = reply.send(text);
-                }
-            }
-        }
     }
 
     /// Applies one message to its partition's engine; dead-letters it if rejected. Returns
@@ -582,8 +550,16 @@ impl Live<'_> {
         true
     }
 
+    /// Sets the readiness: the partitions' own, and ready only once the readers' snapshot
+    /// reflects the current assignment and every partition caught up.
     fn update_readiness(&self) {
-        self.status.set(self.partitions.readiness());
+        let readiness = match self.partitions.readiness() {
+            Readiness::Ready if self.publishing.committed_version() != Some(self.version) => {
+                Readiness::CatchingUp
+            }
+            other => other,
+        };
+        self.status.set(readiness);
     }
 
     fn rebalance(
@@ -591,10 +567,22 @@ impl Live<'_> {
         source: &KafkaSource,
         rebalances: Vec<Rebalance>,
     ) -> anyhow::Result<()> {
+        // Readers must see the new assignment before the process is ready again.
+        self.version += 1;
+        self.publishing.restart();
         for rebalance in rebalances {
             self.metrics.rebalances.inc();
             match rebalance {
-                Rebalance::Revoke(partitions) => self.partitions.revoke(&partitions),
+                Rebalance::Revoke(partitions) => {
+                    self.partitions.revoke(&partitions);
+                    for partition in partitions {
+                        // Only owned partitions have a lag.
+                        let _ = self
+                            .metrics
+                            .consumer_lag
+                            .remove_label_values(&[&partition.0.to_string()]);
+                    }
+                }
                 Rebalance::Assign(partitions) => {
                     let starts = self.partitions.assign(partitions)?;
                     source.assign(&starts)?;
@@ -610,27 +598,14 @@ impl Live<'_> {
         Ok(())
     }
 
-    /// Renders the contract's families over the shown partitions.
-    fn render(&mut self) -> Vec<u8> {
-        let views = self.partitions.shown_views(wall_clock());
-        let merged = MergedView::new(&self.labels, views);
-        let chunks = self.renderer.render(&merged);
-        let mut text = Vec::with_capacity(chunks.iter().map(|c| c.len()).sum());
-        for chunk in chunks {
-            text.extend_from_slice(chunk);
-        }
-        text
-    }
-
     /// Brings the gauges that are read from elsewhere (librdkafka's statistics, the sink,
     /// the partitions) up to date.
     fn refresh_metrics(&self, source: &KafkaSource) {
         let metrics = self.metrics;
         let high = source.high_watermarks();
         let owned = self.partitions.owned();
-        // Only owned partitions have a lag here: a revoked one's series goes away. The HTTP
-        // side encodes the registry after this pass, never during it.
-        metrics.consumer_lag.reset();
+        // Only owned partitions have a lag: a revoked one's series is removed at the
+        // rebalance.
         for owned in owned {
             if let Some(high) = high.get(&owned.partition.0) {
                 let next = owned.next.map_or(0, |n| n.0);
@@ -647,7 +622,13 @@ impl Live<'_> {
         metrics
             .ready
             .set(i64::from(self.status.readiness() == Readiness::Ready));
-        metrics.refresh_checkpoint_age(SystemTime::now());
+        let now = SystemTime::now();
+        metrics.refresh_checkpoint_age(now);
+        let published_at = self.publishing.board().latest().published_at;
+        metrics.snapshot_age.set(
+            now.duration_since(published_at)
+                .map_or(0.0, |age| age.as_secs_f64()),
+        );
         let (delivered, failures) = self.dlq.stats();
         SelfMetrics::mirror(&metrics.dlq_messages, delivered.max(0) as u64);
         SelfMetrics::mirror(&metrics.dlq_failures, failures.max(0) as u64);

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 
 use anyhow::Context;
-use marginstream_aggregator::{ClockMode, Engine, EngineConfig, EngineView};
+use marginstream_aggregator::{ClockMode, Engine, EngineConfig};
 use marginstream_consumer::{Offset, Partition, StartAt};
 use marginstream_model::Timestamp;
 use tracing::info;
@@ -90,6 +90,21 @@ impl Partitions {
         &self.owned
     }
 
+    /// Returns the owned partitions, for publishing their changes.
+    pub(super) fn owned_mut(&mut self) -> &mut [Owned] {
+        &mut self.owned
+    }
+
+    /// Returns the bucket of the process's watermark (engines are aligned to it), in wall
+    /// mode at least `now`'s.
+    pub(super) fn watermark_bucket(&self, now: Timestamp) -> Option<i64> {
+        let watermark = match self.engine.clock {
+            ClockMode::Wall => Some(self.watermark.map_or(now, |w| w.max(now))),
+            ClockMode::Event => self.watermark,
+        }?;
+        Some(marginstream_model::Bucket::of(watermark, self.engine.bucket.seconds()).0)
+    }
+
     /// Returns `true` if `partition` is owned.
     pub(super) fn owns(&self, partition: Partition) -> bool {
         self.owned.iter().any(|o| o.partition == partition)
@@ -136,6 +151,11 @@ impl Partitions {
                     caught_up: false,
                 },
             };
+            // Readers get every customer of a partition new to this process (or given back),
+            // once it is shown.
+            let mut owned = owned;
+            owned.engine.track_changes();
+            owned.engine.mark_all_changed();
             let start = owned.next.map_or(StartAt::Beginning, StartAt::Offset);
             info!(partition = partition.0, start = ?start, rebuild = owned.next.is_none(), "starting partition");
             starts.push((partition, start));
@@ -158,20 +178,24 @@ impl Partitions {
             .or_else(|| self.restored.remove(&partition))
     }
 
-    /// Marks `partition` read to its end: its customers are shown from now on.
-    pub(super) fn caught_up(&mut self, partition: Partition) {
-        if let Some(index) = self.index_of(partition) {
-            let owned = &mut self.owned[index];
-            if !owned.caught_up {
-                info!(
-                    partition = partition.0,
-                    next = owned.next.map(|o| o.0),
-                    "partition read to its end"
-                );
-            }
-            owned.caught_up = true;
-            owned.rebuilt = true;
+    /// Marks `partition` read to its end: its customers are shown from now on. Returns
+    /// `true` the first time since it was assigned.
+    pub(super) fn caught_up(&mut self, partition: Partition) -> bool {
+        let Some(index) = self.index_of(partition) else {
+            return false;
+        };
+        let owned = &mut self.owned[index];
+        let first = !owned.caught_up;
+        if first {
+            info!(
+                partition = partition.0,
+                next = owned.next.map(|o| o.0),
+                "partition read to its end"
+            );
         }
+        owned.caught_up = true;
+        owned.rebuilt = true;
+        first
     }
 
     /// Returns the readiness the partitions imply.
@@ -245,17 +269,6 @@ impl Partitions {
                 owned.engine.tick(now);
             }
         }
-    }
-
-    /// Returns the views of the partitions whose customers are shown (read to their end
-    /// once), aligned to `now` first.
-    pub(super) fn shown_views(&mut self, now: Timestamp) -> Vec<EngineView<'_>> {
-        self.align(now);
-        self.owned
-            .iter_mut()
-            .filter(|o| o.rebuilt)
-            .map(|o| o.engine.view())
-            .collect()
     }
 
     /// Returns the partitions that have been read (a checkpoint holds them) with their next

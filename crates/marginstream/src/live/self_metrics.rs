@@ -67,6 +67,14 @@ pub const CONSUMER_PAUSED: &str = "marginstream_consumer_paused";
 pub const KAFKA_COMMIT_FAILURES_TOTAL: &str = "marginstream_kafka_commit_failures_total";
 /// Consumer errors reported by librdkafka.
 pub const KAFKA_ERRORS_TOTAL: &str = "marginstream_kafka_errors_total";
+/// Duration of the loop's service passes between messages: its pauses.
+pub const LOOP_SERVICE_SECONDS: &str = "marginstream_loop_service_seconds";
+/// The longest service pass since start.
+pub const LOOP_SERVICE_MAX_SECONDS: &str = "marginstream_loop_service_max_seconds";
+/// Duration of each publishing step on the loop.
+pub const PUBLISH_STEP_SECONDS: &str = "marginstream_publish_step_seconds";
+/// Seconds since the readers' snapshot was published.
+pub const SNAPSHOT_AGE_SECONDS: &str = "marginstream_snapshot_age_seconds";
 
 /// The apply latency's bucket upper bounds, in seconds: 1, 1.5, 2, 3, 5 and 7 per decade,
 /// from 1 µs to 1 s (each bucket at most 1.7 times the one below, so an interpolated quantile
@@ -126,6 +134,14 @@ pub struct SelfMetrics {
     pub kafka_commit_failures: IntCounter,
     /// Counted per error `poll` returns.
     pub kafka_errors: IntCounter,
+    /// Every service pass's duration.
+    pub loop_service: Histogram,
+    /// The longest service pass since start.
+    pub loop_service_max: Gauge,
+    /// Every publishing step's duration.
+    pub publish_step: Histogram,
+    /// Seconds since the readers' snapshot was published.
+    pub snapshot_age: Gauge,
 }
 
 impl std::fmt::Debug for SelfMetrics {
@@ -218,6 +234,24 @@ impl SelfMetrics {
             consumer_paused: int_gauge(r, CONSUMER_PAUSED, "1 while consumption is paused for the dead-letter topic."),
             kafka_commit_failures: counter(r, KAFKA_COMMIT_FAILURES_TOTAL, "Offset commits refused by Kafka (the checkpoint holds the offsets)."),
             kafka_errors: counter(r, KAFKA_ERRORS_TOTAL, "Consumer errors reported by librdkafka (it retries on its own)."),
+            loop_service: register(
+                r,
+                Histogram::with_opts(
+                    HistogramOpts::new(LOOP_SERVICE_SECONDS, "Duration of the loop's service passes between messages (dead letters, checkpoint encoding, publishing to readers): the pauses of consumption.")
+                        .buckets(APPLY_LATENCY_BUCKETS.to_vec()),
+                )
+                .expect("valid histogram buckets"),
+            ),
+            loop_service_max: gauge(r, LOOP_SERVICE_MAX_SECONDS, "The longest service pass of the loop since start."),
+            publish_step: register(
+                r,
+                Histogram::with_opts(
+                    HistogramOpts::new(PUBLISH_STEP_SECONDS, "Duration of each step of publishing the state to /metrics and the query API, on the loop.")
+                        .buckets(APPLY_LATENCY_BUCKETS.to_vec()),
+                )
+                .expect("valid histogram buckets"),
+            ),
+            snapshot_age: gauge(r, SNAPSHOT_AGE_SECONDS, "Seconds since the snapshot that /metrics and the query API read was published (at most about metrics.publish_interval)."),
             registry,
         }
     }
@@ -244,6 +278,15 @@ impl SelfMetrics {
         if let Some(last) = last {
             let age = now.duration_since(last).map_or(0.0, |d| d.as_secs_f64());
             self.checkpoint_age.set(age);
+        }
+    }
+
+    /// Records a service pass of the loop that took `duration`.
+    pub fn observe_service(&self, duration: std::time::Duration) {
+        let seconds = duration.as_secs_f64();
+        self.loop_service.observe(seconds);
+        if seconds > self.loop_service_max.get() {
+            self.loop_service_max.set(seconds);
         }
     }
 

@@ -372,7 +372,7 @@ pub fn run(config: &Config, args: &ReplayArgs) -> anyhow::Result<()> {
             render_prometheus(&view, RenderOptions::default(), &mut text);
             out.write_all(&text)?;
         }
-        Format::Json => render_json(&view, &mut out)?,
+        Format::Json => render_json(&view, config.publishing.segments.as_ref(), &mut out)?,
         Format::Table => {
             let labels = view.window_labels();
             let window = args
