@@ -303,6 +303,19 @@ impl<R: Read> JsonlReader<R> {
         }
     }
 
+    /// Returns the input being read, e.g. to ask a wrapper how far it got.
+    pub fn get_ref(&self) -> &R {
+        &self.input
+    }
+
+    /// Takes back the buffers given by [`recycle`](Self::recycle) and not used yet, so that
+    /// the reader of the next file can use them.
+    pub(crate) fn take_spare(&mut self) -> Option<LineBatch> {
+        self.spare
+            .take()
+            .map(|(buffer, lines)| LineBatch { buffer, lines })
+    }
+
     /// Returns the bytes consumed from the input so far (for progress bars).
     pub fn bytes_read(&self) -> u64 {
         self.bytes_read
