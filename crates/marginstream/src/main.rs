@@ -27,7 +27,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use marginstream_exporter::{
     json::render_json, render_prometheus, table::render_table, RenderOptions,
 };
@@ -274,6 +274,20 @@ fn run_generate(args: &generate::GenerateArgs) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Standard input can be read once: `-` twice is a usage error, reported as clap's are.
+    let inputs = match &cli.command {
+        Command::Replay { replay, .. } => replay.input.as_slice(),
+        Command::Produce { produce, .. } => produce.input.as_slice(),
+        _ => &[],
+    };
+    if inputs.iter().filter(|path| path.as_os_str() == "-").count() > 1 {
+        Cli::command()
+            .error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "--input - (standard input) can be given only once",
+            )
+            .exit();
+    }
     init_logging(&cli.log_level);
     let loaded = match &cli.command {
         Command::Run(args)

@@ -6,7 +6,7 @@
 //! [`READ_AHEAD_BATCHES`] batches between them bounds memory.
 
 use std::fs::File;
-use std::io::{self, BufWriter, IsTerminal, Read, Write};
+use std::io::{self, BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -15,7 +15,7 @@ use base64::Engine as _;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use marginstream_aggregator::{ClockMode, Engine, Prepared};
 use marginstream_consumer::kafka::TopicReader;
-use marginstream_consumer::{JsonlReader, LineBatch, Offset, Partition, ReaderOptions};
+use marginstream_consumer::{InputReader, LineBatch, Offset, Partition, ReaderOptions};
 use marginstream_exporter::openmetrics::HistoryWriter;
 use marginstream_exporter::ExporterError;
 use marginstream_model::{Counters, DurationSpec, RejectReason, Rejection, Timestamp};
@@ -53,14 +53,16 @@ pub enum Progress {
 /// Arguments of `marginstream replay`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReplayArgs {
-    /// The JSONL ledger to replay, `-` for standard input.
+    /// The JSONL ledger to replay, `-` for standard input; plain, gzip or zstd (told by its
+    /// first bytes, not its name). Give it several times to read several files as one
+    /// ledger, in the order given.
     #[arg(
         long,
         short,
         value_name = "PATH",
         required_unless_present = "from_kafka"
     )]
-    pub input: Option<PathBuf>,
+    pub input: Vec<PathBuf>,
     /// Read kafka.topic instead of a file: every partition from its beginning to its current
     /// end, directly (no consumer group, no offsets committed).
     #[arg(long, conflicts_with = "input")]
@@ -164,7 +166,7 @@ pub struct ReplaySummary {
     pub counters: Counters,
     /// Lines read, blank ones included.
     pub lines: u64,
-    /// Bytes read.
+    /// Bytes read: of the files as they are, compressed or not.
     pub bytes: u64,
     /// Wall time of reading and applying, rendering excluded.
     pub elapsed: Duration,
@@ -177,28 +179,32 @@ struct Prepared_ {
     bytes_read: u64,
     /// With --from-kafka, the partition and offset of each line.
     origins: Vec<(Partition, Offset)>,
+    /// The index of the input file of the batch (0 with --from-kafka).
+    input: usize,
 }
 
 /// The partition and offset of each line of a batch read from Kafka (empty for a file).
 type Origins = Vec<(Partition, Offset)>;
 
-/// Where replay reads: a JSONL file (or stdin), or the topic itself.
+/// Where replay reads: JSONL files (or stdin), or the topic itself.
 enum Source {
-    File(JsonlReader<Box<dyn Read + Send>>),
+    File(InputReader),
     Kafka(TopicReader),
 }
 
 impl Source {
-    fn next_batch(&mut self) -> anyhow::Result<Option<(LineBatch, Origins)>> {
+    /// Returns the next batch, the origin of each line (from Kafka) and the index of the
+    /// input file (0 from Kafka).
+    fn next_batch(&mut self) -> anyhow::Result<Option<(LineBatch, Origins, usize)>> {
         match self {
+            // The error names the file and the byte offset in it.
             Source::File(reader) => Ok(reader
-                .next_batch()
-                .context("cannot read the ledger")?
-                .map(|batch| (batch, Vec::new()))),
+                .next_batch()?
+                .map(|batch| (batch.lines, Vec::new(), batch.input))),
             Source::Kafka(reader) => Ok(reader
                 .next_batch(1 << 20)
                 .context("cannot read the topic")?
-                .map(|topic| (topic.batch, topic.origins))),
+                .map(|topic| (topic.batch, topic.origins, 0))),
         }
     }
 
@@ -249,10 +255,12 @@ struct RejectedWriter {
     out: BufWriter<File>,
     path: PathBuf,
     written: u64,
+    /// The input files as given, when there are several: a record then names its file.
+    files: Vec<String>,
 }
 
 impl RejectedWriter {
-    fn create(path: &Path) -> anyhow::Result<RejectedWriter> {
+    fn create(path: &Path, files: Vec<String>) -> anyhow::Result<RejectedWriter> {
         let file = File::create(path).with_context(|| {
             format!("cannot create the rejected-events file {}", path.display())
         })?;
@@ -260,11 +268,13 @@ impl RejectedWriter {
             out: BufWriter::with_capacity(256 * 1024, file),
             path: path.to_owned(),
             written: 0,
+            files,
         })
     }
 
     fn write(
         &mut self,
+        input: usize,
         line_number: u64,
         line: &[u8],
         truncated_from: Option<u64>,
@@ -280,7 +290,14 @@ impl RejectedWriter {
                 record["partition"] = json!(partition.0);
                 record["offset"] = json!(offset.0);
             }
-            None => record["line_number"] = json!(line_number),
+            None => {
+                // With one input the record is as it always was: golden files and the
+                // independent checker read `line_number` alone.
+                if let Some(file) = self.files.get(input) {
+                    record["file"] = json!(file);
+                }
+                record["line_number"] = json!(line_number);
+            }
         }
         match std::str::from_utf8(line) {
             Ok(text) => record["line"] = json!(text),
@@ -306,20 +323,6 @@ impl RejectedWriter {
             .with_context(|| format!("cannot write to {}", self.path.display()))?;
         Ok(self.written)
     }
-}
-
-fn open_input(path: &Path) -> anyhow::Result<(Box<dyn Read + Send>, Option<u64>)> {
-    if path == Path::new("-") {
-        return Ok((Box::new(io::stdin()), None));
-    }
-    let file =
-        File::open(path).with_context(|| format!("cannot open the ledger {}", path.display()))?;
-    let size = file
-        .metadata()
-        .ok()
-        .filter(|m| m.is_file())
-        .map(|m| m.len());
-    Ok((Box::new(file), size))
 }
 
 /// Reports progress: a bar on a terminal, log lines otherwise.
@@ -413,30 +416,35 @@ pub fn replay(config: &Config, args: &ReplayArgs) -> anyhow::Result<(Engine, Rep
     let until = time_flag("--until", args.until.as_deref())?;
     let preparer = &config.preparer;
     let max_event_bytes = preparer.limits().max_event_bytes;
-    let (mut source, total_bytes) = match &args.input {
-        Some(path) => {
-            let (input, total_bytes) = open_input(path)?;
-            let reader = JsonlReader::new(
-                input,
-                ReaderOptions {
-                    batch_bytes: 1 << 20,
-                    line_bytes_max: (max_event_bytes + 1).max(1 << 20),
-                    // Every line is a message: a blank one is rejected, not skipped.
-                    keep_blank_lines: true,
-                },
-            );
-            (Source::File(reader), total_bytes)
-        }
-        None => {
-            let settings = crate::serve::kafka_settings(config);
-            info!(topic = %settings.topic, brokers = %settings.brokers, "reading the topic from its beginning");
-            (
-                Source::Kafka(TopicReader::new(&settings, max_event_bytes + 1)?),
-                None,
-            )
-        }
+    let (mut source, total_bytes, files) = if args.input.is_empty() {
+        let settings = crate::serve::kafka_settings(config);
+        info!(topic = %settings.topic, brokers = %settings.brokers, "reading the topic from its beginning");
+        (
+            Source::Kafka(TopicReader::new(&settings, max_event_bytes + 1)?),
+            None,
+            Vec::new(),
+        )
+    } else {
+        let reader = InputReader::open(
+            &args.input,
+            ReaderOptions {
+                batch_bytes: 1 << 20,
+                line_bytes_max: (max_event_bytes + 1).max(1 << 20),
+                // Every line is a message: a blank one is rejected, not skipped.
+                keep_blank_lines: true,
+            },
+        )?;
+        let files = if reader.len() > 1 {
+            (0..reader.len())
+                .map(|index| reader.path(index).display().to_string())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let total_bytes = reader.total_bytes();
+        (Source::File(reader), total_bytes, files)
     };
-    let mut rejected = RejectedWriter::create(&args.rejected_out)?;
+    let mut rejected = RejectedWriter::create(&args.rejected_out, files)?;
     let mut reporter = Reporter::new(args.progress, total_bytes);
     let started = Instant::now();
     let mut skipped = 0u64;
@@ -455,7 +463,7 @@ pub fn replay(config: &Config, args: &ReplayArgs) -> anyhow::Result<(Engine, Rep
                     results = old.results;
                     results.clear();
                 }
-                let Some((batch, origins)) = reader.next_batch()? else {
+                let Some((batch, origins, input)) = reader.next_batch()? else {
                     break;
                 };
                 bytes_read += batch.buffer.len() as u64;
@@ -473,6 +481,7 @@ pub fn replay(config: &Config, args: &ReplayArgs) -> anyhow::Result<(Engine, Rep
                     results,
                     bytes_read: reader.bytes_read(bytes_read),
                     origins,
+                    input,
                 };
                 if sender.send(item).is_err() {
                     // The engine side stopped on an error of its own, reported there.
@@ -512,6 +521,7 @@ pub fn replay(config: &Config, args: &ReplayArgs) -> anyhow::Result<(Engine, Rep
                 if let Err(rejection) = outcome {
                     let line = &item.batch.lines[index];
                     rejected.write(
+                        item.input,
                         line.number,
                         item.batch.line(index),
                         line.truncated_from,

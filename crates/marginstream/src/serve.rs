@@ -2,13 +2,12 @@
 //! shutdown on SIGTERM or SIGINT. Also `produce` and `create-topics`, the Kafka helpers of
 //! the demo, the tests and the benchmarks.
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
@@ -16,7 +15,7 @@ use axum::routing::get;
 use axum::Router;
 use marginstream_aggregator::ClockMode;
 use marginstream_consumer::kafka::{create_topics, LedgerProducer};
-use marginstream_consumer::KafkaSettings;
+use marginstream_consumer::{InputReader, KafkaSettings, ReaderOptions};
 use tracing::{error, info};
 
 use crate::config::Config;
@@ -180,10 +179,11 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
 /// Arguments of `marginstream produce`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ProduceArgs {
-    /// The JSONL ledger to produce, `-` for standard input. Each line is one message, keyed
-    /// by its `customer_id` (else its `event_id`).
+    /// The JSONL ledger to produce, `-` for standard input; plain, gzip or zstd, as for
+    /// `replay --input`, and given several times for several files, produced in order. Each
+    /// line is one message, keyed by its `customer_id` (else its `event_id`).
     #[arg(long, short, value_name = "PATH", default_value = "-")]
-    pub input: PathBuf,
+    pub input: Vec<PathBuf>,
     /// At most this many messages per second (default: as fast as possible).
     #[arg(long, value_name = "N")]
     pub rate: Option<u64>,
@@ -191,45 +191,43 @@ pub struct ProduceArgs {
 
 /// `marginstream produce`: a JSONL ledger into `kafka.topic`.
 pub fn produce(config: &Config, args: &ProduceArgs) -> anyhow::Result<()> {
+    // The reader of replay: the same formats, and the same lines (a blank one is a message).
+    // Opened first, so that a missing file fails before the broker is contacted.
+    let options = ReaderOptions {
+        keep_blank_lines: true,
+        ..ReaderOptions::default()
+    };
+    let mut reader = InputReader::open(&args.input, options)?;
     let settings = kafka_settings(config);
     let producer = LedgerProducer::new(&settings)?;
-    let input: Box<dyn std::io::Read> = if args.input.as_os_str() == "-" {
-        Box::new(std::io::stdin())
-    } else {
-        Box::new(
-            std::fs::File::open(&args.input)
-                .with_context(|| format!("cannot open {}", args.input.display()))?,
-        )
-    };
-    let mut reader = BufReader::with_capacity(1 << 20, input);
     let started = Instant::now();
-    let mut line = Vec::new();
     let mut count = 0u64;
     let mut last_log = Instant::now();
-    loop {
-        line.clear();
-        if reader.read_until(b'\n', &mut line)? == 0 {
-            break;
-        }
-        if line.last() == Some(&b'\n') {
-            line.pop();
-            if line.last() == Some(&b'\r') {
-                line.pop();
+    while let Some(batch) = reader.next_batch()? {
+        for (line, bytes) in batch.lines.iter() {
+            if let Some(length) = line.truncated_from {
+                bail!(
+                    "{} line {}: {length} bytes, more than the {} a line may have; nothing after it was produced",
+                    reader.path(batch.input).display(),
+                    line.number,
+                    options.line_bytes_max
+                );
+            }
+            producer.send(bytes)?;
+            count += 1;
+            if let Some(rate) = args.rate.filter(|r| *r > 0) {
+                let due = Duration::from_secs_f64(count as f64 / rate as f64);
+                let elapsed = started.elapsed();
+                if due > elapsed {
+                    std::thread::sleep(due - elapsed);
+                }
+            }
+            if last_log.elapsed() >= Duration::from_secs(10) {
+                last_log = Instant::now();
+                info!(messages = count, topic = %settings.topic, "producing");
             }
         }
-        producer.send(&line)?;
-        count += 1;
-        if let Some(rate) = args.rate.filter(|r| *r > 0) {
-            let due = Duration::from_secs_f64(count as f64 / rate as f64);
-            let elapsed = started.elapsed();
-            if due > elapsed {
-                std::thread::sleep(due - elapsed);
-            }
-        }
-        if last_log.elapsed() >= Duration::from_secs(10) {
-            last_log = Instant::now();
-            info!(messages = count, topic = %settings.topic, "producing");
-        }
+        reader.recycle(batch.lines);
     }
     producer.flush(Duration::from_secs(60))?;
     let seconds = started.elapsed().as_secs_f64();
