@@ -320,7 +320,7 @@ fn truncated_gzip_fails_naming_file_and_offset() {
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(
         stderr.contains(&format!(
-            "error: cannot decompress ledger.jsonl.gz (gzip): corrupt or truncated at byte {cut} of the file"
+            "error: cannot decompress ledger.jsonl.gz (gzip) at byte {cut} of the file: incomplete deflate stream"
         )),
         "{stderr}"
     );

@@ -48,11 +48,12 @@ pub enum ConsumerError {
         #[source]
         source: io::Error,
     },
-    /// A compressed input is corrupt or truncated. The reader stops there: the lines
-    /// decompressed before the error in the batch in progress, the partial last one
+    /// A compressed input is corrupt or truncated (the decoder's error says which), or a
+    /// zstd frame needs a larger window than the reader allows. The reader stops there: the
+    /// lines decompressed before the error in the batch in progress, the partial last one
     /// included, are never returned.
     #[error(
-        "cannot decompress {} ({compression}): corrupt or truncated at byte {offset} of the file",
+        "cannot decompress {} ({compression}) at byte {offset} of the file",
         path.display()
     )]
     Decompress {

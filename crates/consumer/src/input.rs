@@ -496,7 +496,7 @@ impl InputReader {
                             path,
                             compression: current.compression,
                             offset,
-                            source,
+                            source: explain(source),
                         }
                     });
                 }
@@ -568,6 +568,22 @@ impl fmt::Debug for InputReader {
             .field("lines_read", &self.lines_read())
             .finish_non_exhaustive()
     }
+}
+
+/// Adds what to do to a decoder error that is not about bad data: libzstd refuses a frame
+/// whose window is larger than its default limit (`ZSTD_WINDOWLOG_LIMIT_DEFAULT`, 128 MiB),
+/// which bounds the memory of decoding; only `zstd --long=28` or more writes such frames.
+fn explain(error: io::Error) -> io::Error {
+    // The text of ZSTD_error_frameParameter_windowTooLarge, the one way the crate tells it.
+    if error.to_string().contains("requires too much memory") {
+        return io::Error::new(
+            error.kind(),
+            format!(
+                "{error}: the frame's window is over the 128 MiB this reader allows (written with zstd --long=28 or more); decompress it first with zstd -d --long=31"
+            ),
+        );
+    }
+    error
 }
 
 /// Returns whether `path` means standard input.
@@ -936,7 +952,7 @@ mod tests {
         assert!(*offset <= damaged.len() as u64);
         assert!(
             error.to_string().contains(&format!(
-                "{} ({compression}): corrupt or truncated at byte {offset} of the file",
+                "{} ({compression}) at byte {offset} of the file",
                 paths[0].display()
             )),
             "{error}"
@@ -1006,6 +1022,30 @@ mod tests {
                 "byte {index}: {error}"
             );
         }
+    }
+
+    /// A zstd frame that asks for a 256 MiB window is refused before anything is read,
+    /// saying how to decompress it, rather than decoded in unbounded memory.
+    #[test]
+    fn refuses_a_zstd_window_over_the_limit() {
+        // Streamed, so the size is unknown and the frame keeps the window it was given.
+        let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+        encoder.window_log(28).unwrap();
+        encoder.write_all(b"{\"a\":1}\n").unwrap();
+        let (_dir, paths) = write_files(&[&encoder.finish().unwrap()]);
+        let mut reader = InputReader::open(&paths, options(1 << 20)).unwrap();
+        let (lines, error) = read_all(&mut reader);
+        assert!(lines.is_empty());
+        let error = error.expect("the frame is refused");
+        assert!(
+            matches!(error, ConsumerError::Decompress { offset: 0, .. }),
+            "{error}"
+        );
+        let source = std::error::Error::source(&error).unwrap().to_string();
+        assert!(
+            source.contains("decompress it first with zstd -d --long=31"),
+            "{source}"
+        );
     }
 
     proptest! {
