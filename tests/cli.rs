@@ -330,3 +330,149 @@ fn run_refuses_a_corrupt_checkpoint_at_once() {
         "it exits at once, the HTTP server with it"
     );
 }
+
+/// Writes a generated ledger of `customers` × 30 days, without bad lines, to `dir` and
+/// returns its bytes.
+fn generated_ledger(dir: &std::path::Path, customers: &str) -> Vec<u8> {
+    let path = dir.join("generated.jsonl");
+    let output = run(
+        dir,
+        &[
+            "generate",
+            "--customers",
+            customers,
+            "--days",
+            "30",
+            "--output",
+            path.to_str().unwrap(),
+        ],
+    );
+    assert!(output.status.success(), "generate failed");
+    std::fs::read(path).unwrap()
+}
+
+/// Returns `bytes` as one gzip member.
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+/// Shows that a truncated gzip ledger fails with exit code 1, naming the file and the byte
+/// offset where its data ends, and that nothing of it is taken for events: no result is
+/// printed, and the line cut in two is not rejected as malformed (the batches read before
+/// are applied and the ledger has no bad line, so no line is rejected at all) (issue 15).
+#[test]
+fn truncated_gzip_fails_naming_file_and_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    // About 3 MB of text: several batches of 1 MiB before the cut.
+    let ledger = generated_ledger(dir.path(), "150");
+    assert!(ledger.len() > 2 << 20, "{} bytes", ledger.len());
+    let packed = gzip(&ledger);
+    let cut = packed.len() * 3 / 4;
+    std::fs::write(dir.path().join("ledger.jsonl.gz"), &packed[..cut]).unwrap();
+    let output = run(
+        dir.path(),
+        &[
+            "replay",
+            "--input",
+            "ledger.jsonl.gz",
+            "--progress",
+            "never",
+            "--rejected-out",
+            "rejected.jsonl",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "error: cannot decompress ledger.jsonl.gz (gzip) at byte {cut} of the file: incomplete deflate stream"
+        )),
+        "{stderr}"
+    );
+    assert!(output.stdout.is_empty(), "no result after an error");
+    let rejected = std::fs::read_to_string(dir.path().join("rejected.jsonl")).unwrap();
+    assert_eq!(rejected, "", "no line, whole or partial, is rejected");
+}
+
+/// Shows that compressed standard input is decompressed like a file, and that a file saved
+/// with a byte order mark gives the same result as without (issue 15).
+#[test]
+fn reads_compressed_standard_input_and_a_byte_order_mark() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = root().join("tests/golden/rejections/input.jsonl");
+    let config = root().join("tests/golden/rejections/config.toml");
+    let text = std::fs::read(&ledger).unwrap();
+    let replay = |input: &str, stdin: Vec<u8>| {
+        let mut child = Command::new(binary())
+            .args([
+                "replay",
+                "--progress",
+                "never",
+                "--format",
+                "json",
+                "--input",
+                input,
+            ])
+            .arg("--config")
+            .arg(&config)
+            .arg("--rejected-out")
+            .arg(dir.path().join("rejected.jsonl"))
+            .current_dir(dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(&stdin).unwrap();
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let rejected = std::fs::read_to_string(dir.path().join("rejected.jsonl")).unwrap();
+        (output.stdout, rejected)
+    };
+    let plain = replay(ledger.to_str().unwrap(), Vec::new());
+    assert!(
+        plain.1.lines().count() > 10,
+        "the ledger has rejected lines to compare"
+    );
+    assert_eq!(replay("-", gzip(&text)), plain, "gzip on standard input");
+    let marked = [&[0xef, 0xbb, 0xbf][..], &text].concat();
+    std::fs::write(dir.path().join("bom.jsonl"), &marked).unwrap();
+    assert_eq!(
+        replay("bom.jsonl", Vec::new()),
+        plain,
+        "a file with a byte order mark"
+    );
+}
+
+/// Shows that `-` given twice is a usage error (exit code 2), and that a ledger compressed
+/// with a format that is not read is refused by name instead of read as garbage (issue 15).
+#[test]
+fn refuses_stdin_twice_and_xz() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = run(dir.path(), &["replay", "--input", "-", "--input", "-"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--input - (standard input) can be given only once"),
+        "{stderr}"
+    );
+
+    std::fs::write(
+        dir.path().join("ledger.jsonl.xz"),
+        b"\xfd7zXZ\x00\x00\x04\xe6\xd6",
+    )
+    .unwrap();
+    let output = run(dir.path(), &["replay", "--input", "ledger.jsonl.xz"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("ledger.jsonl.xz is compressed with xz"),
+        "{stderr}"
+    );
+}

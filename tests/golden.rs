@@ -1,40 +1,47 @@
 //! Golden tests: `tests/golden/<case>/input.jsonl` replayed (with the case's `config.toml`
 //! when present) must give `expected.prom` (`--format prometheus`), `expected.json`
 //! (`--format json`) and `expected-rejected.jsonl` exactly. The expected files were checked
-//! by hand; `tests/golden/README.md` gives the arithmetic of each case.
+//! by hand; `tests/golden/README.md` gives the arithmetic of each case. The same outputs
+//! must come from the case's ledger compressed, split into files or with a byte order mark.
 
 use std::fs;
+use std::io::Write;
 use std::path::Path;
 
 use marginstream_tests::{assert_text_eq, root, run};
 
-/// Replays one case and compares every output with its golden file.
-fn check_case(name: &str) {
-    let case = root().join("tests/golden").join(name);
-    let work = tempfile::tempdir().expect("a temporary directory");
-    let input = case.join("input.jsonl");
+/// Replays `inputs` (paths relative to `work`) with the case's configuration, in each
+/// format, and returns the outputs by golden file name: the exposition, the JSON (pretty,
+/// for readable diffs) and the rejected-events file.
+fn replay_case(
+    case: &Path,
+    name: &str,
+    work: &Path,
+    inputs: &[&str],
+) -> Vec<(&'static str, String)> {
     let config = case.join("config.toml");
-    let rejected = work.path().join("rejected.jsonl");
+    let rejected = work.join("rejected.jsonl");
     let mut outputs = Vec::new();
     for (format, file) in [("prometheus", "expected.prom"), ("json", "expected.json")] {
-        let mut args = vec![
-            "replay",
-            "--input",
-            input.to_str().unwrap(),
+        let mut args = vec!["replay"];
+        for input in inputs {
+            args.extend(["--input", input]);
+        }
+        args.extend([
             "--format",
             format,
             "--rejected-out",
             rejected.to_str().unwrap(),
             "--progress",
             "never",
-        ];
+        ]);
         if config.exists() {
             args.extend(["--config", config.to_str().unwrap()]);
         }
-        let output = run(work.path(), &args);
+        let output = run(work, &args);
         assert!(
             output.status.success(),
-            "{name}: replay failed: {}",
+            "{name} from {inputs:?}: replay failed: {}",
             String::from_utf8_lossy(&output.stderr)
         );
         let mut text = String::from_utf8(output.stdout).expect("the output is UTF-8");
@@ -49,9 +56,135 @@ fn check_case(name: &str) {
         "expected-rejected.jsonl",
         fs::read_to_string(&rejected).expect("the rejected-events file exists"),
     ));
-    for (file, actual) in outputs {
-        compare(&case, name, file, &actual);
+    outputs
+}
+
+/// Replays one case and compares every output with its golden file; then replays the same
+/// ledger as it comes out of exports (issue 15) and compares again: compressed with gzip,
+/// with zstd, as a gzip file of three members, with a byte order mark, and split into three
+/// files (plain, gzip and zstd, given as three `--input`s).
+fn check_case(name: &str) {
+    let case = root().join("tests/golden").join(name);
+    let work = tempfile::tempdir().expect("a temporary directory");
+    let input = case.join("input.jsonl");
+    let outputs = replay_case(&case, name, work.path(), &[input.to_str().unwrap()]);
+    for (file, actual) in &outputs {
+        compare(&case, name, file, actual);
     }
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        return;
+    }
+
+    let text = fs::read(&input).expect("the golden input is readable");
+    let third = text.len() / 3;
+    let variants: [(&str, Vec<u8>); 4] = [
+        ("ledger.jsonl.gz", gzip(&[&text])),
+        ("ledger.jsonl.zst", zstd(&[&text])),
+        // Members that end inside a line: the lines run on across them.
+        (
+            "ledger-members.jsonl.gz",
+            gzip(&[&text[..third], &text[third..2 * third], &text[2 * third..]]),
+        ),
+        (
+            "ledger-bom.jsonl",
+            [&[0xef, 0xbb, 0xbf][..], &text].concat(),
+        ),
+    ];
+    for (file, bytes) in &variants {
+        fs::write(work.path().join(file), bytes).expect("the variant is written");
+        let actual = replay_case(&case, name, work.path(), &[file]);
+        for ((golden, expected), (_, actual)) in outputs.iter().zip(&actual) {
+            assert_text_eq(&format!("{name}/{golden} from {file}"), expected, actual);
+        }
+    }
+
+    // Three files cut at line ends; the rejected records name their file and number their
+    // line within it, and are otherwise those of the one file.
+    let line_ends: Vec<usize> = text
+        .iter()
+        .enumerate()
+        .filter(|(_, &byte)| byte == b'\n')
+        .map(|(index, _)| index + 1)
+        .collect();
+    let lines = line_ends.len();
+    let cuts = [
+        0,
+        line_ends[lines / 3 - 1],
+        line_ends[2 * lines / 3 - 1],
+        text.len(),
+    ];
+    let first_lines = [0, lines / 3, 2 * lines / 3];
+    let parts = ["part-1.jsonl", "part-2.jsonl.gz", "part-3.jsonl.zst"];
+    for (index, part) in parts.iter().enumerate() {
+        let bytes = &text[cuts[index]..cuts[index + 1]];
+        let bytes = match index {
+            0 => bytes.to_vec(),
+            1 => gzip(&[bytes]),
+            _ => zstd(&[bytes]),
+        };
+        fs::write(work.path().join(part), bytes).expect("the part is written");
+    }
+    let actual = replay_case(&case, name, work.path(), &parts);
+    for ((golden, expected), (_, actual)) in outputs.iter().zip(&actual) {
+        let expected = if *golden == "expected-rejected.jsonl" {
+            with_files(expected, &parts, &first_lines)
+        } else {
+            expected.clone()
+        };
+        assert_text_eq(
+            &format!("{name}/{golden} from three files"),
+            &expected,
+            actual,
+        );
+    }
+}
+
+/// Returns the rejected records of the one-file replay as a replay of the ledger split into
+/// `parts` writes them: `"file"` before `line_number`, which counts from the part's first
+/// line (`first_lines[i]` lines of the ledger come before part `i`).
+fn with_files(rejected: &str, parts: &[&str], first_lines: &[usize]) -> String {
+    let mut out = String::new();
+    for record in rejected.lines() {
+        let record: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(record).expect("a rejected record is a JSON object");
+        let number = record["line_number"].as_u64().expect("a line number") as usize;
+        let part = first_lines
+            .iter()
+            .rposition(|&first| first < number)
+            .unwrap();
+        let mut moved = serde_json::Map::new();
+        for (key, value) in record {
+            if key == "line_number" {
+                moved.insert("file".into(), parts[part].into());
+                moved.insert(key, (number - first_lines[part]).into());
+            } else {
+                moved.insert(key, value);
+            }
+        }
+        out += &serde_json::to_string(&moved).unwrap();
+        out.push('\n');
+    }
+    out
+}
+
+/// Returns `members` compressed as one gzip member each, concatenated.
+fn gzip(members: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for member in members {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder.write_all(member).expect("gzip into memory");
+        out.extend(encoder.finish().expect("gzip into memory"));
+    }
+    out
+}
+
+/// Returns `frames` compressed as one zstd frame each, concatenated.
+fn zstd(frames: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for frame in frames {
+        out.extend(zstd::encode_all(*frame, 3).expect("zstd into memory"));
+    }
+    out
 }
 
 fn compare(case: &Path, name: &str, file: &str, actual: &str) {

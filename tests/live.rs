@@ -990,3 +990,64 @@ fn the_query_api_answers_for_every_customer() {
     }
     instance.terminate();
 }
+
+/// `produce` reads what `replay` reads (issue 15): a ledger split into a gzip file and a
+/// zstd file, given as two `--input`s, reaches the topic as exactly its lines, each once.
+#[test]
+fn produce_reads_compressed_files_in_order() {
+    let setup = Setup::new("produce-compressed", 2);
+    let ledger = setup.generate(&["--customers", "20", "--days", "5", "--seed", "15"]);
+    let text = std::fs::read(&ledger).expect("the ledger");
+    let lines: Vec<&[u8]> = text
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
+    let half = lines.len() / 2;
+    let join = |part: &[&[u8]]| -> Vec<u8> {
+        part.iter()
+            .flat_map(|line| [*line, b"\n"].concat())
+            .collect()
+    };
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gzip.write_all(&join(&lines[..half]))
+        .expect("gzip into memory");
+    let first = setup.path("first.jsonl.gz");
+    std::fs::write(&first, gzip.finish().expect("gzip into memory")).expect("written");
+    let second = setup.path("second.jsonl.zst");
+    let packed = zstd::encode_all(&join(&lines[half..])[..], 3).expect("zstd into memory");
+    std::fs::write(&second, packed).expect("written");
+
+    let output = Command::new(binary())
+        .args(["produce", "--config"])
+        .arg(setup.config("producer", "127.0.0.1:0"))
+        .arg("--input")
+        .arg(&first)
+        .arg("--input")
+        .arg(&second)
+        .output()
+        .expect("the binary runs");
+    assert!(
+        output.status.success(),
+        "produce failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut produced: Vec<Vec<u8>> = read_topic(
+        &setup.broker.brokers,
+        &setup.topic,
+        2,
+        Duration::from_secs(60),
+    )
+    .into_iter()
+    .map(|message| message.payload)
+    .collect();
+    let mut expected: Vec<Vec<u8>> = lines.iter().map(|line| line.to_vec()).collect();
+    assert!(expected.len() > 100, "{} lines", expected.len());
+    produced.sort();
+    expected.sort();
+    assert!(
+        produced == expected,
+        "the topic holds the ledger's lines, each once: {} messages for {} lines",
+        produced.len(),
+        expected.len()
+    );
+}

@@ -67,6 +67,12 @@ pub struct ReaderOptions {
     /// (default false). A ledger reader keeps them so that every line of the input is
     /// accounted for: a blank line is then rejected by the parser like any non-JSON line.
     pub keep_blank_lines: bool,
+    /// Return the complete lines read so far as soon as a read comes back short (the input
+    /// had no more bytes ready), instead of waiting for a full batch (default false). For a
+    /// live pipe (`generate --rate ... | produce --input -`): each line goes on as soon as it
+    /// arrives. A file's reads come back full but at its end, so it is read in full batches
+    /// either way.
+    pub eager: bool,
 }
 
 impl Default for ReaderOptions {
@@ -75,6 +81,7 @@ impl Default for ReaderOptions {
             batch_bytes: default_batch_bytes(),
             line_bytes_max: default_line_bytes_max(),
             keep_blank_lines: false,
+            eager: false,
         }
     }
 }
@@ -197,6 +204,8 @@ pub struct JsonlReader<R: Read> {
     lines_read: u64,
     /// Whether the input has ended and the last batch is out.
     finished: bool,
+    /// The last read returned fewer bytes than asked (see [`ReaderOptions::eager`]).
+    last_read_short: bool,
     /// A consumed batch's buffers, given back by [`JsonlReader::recycle`] for the next cut.
     spare: Option<(Vec<u8>, Vec<LineRef>)>,
 }
@@ -238,6 +247,7 @@ impl<R: Read> JsonlReader<R> {
             bytes_read: 0,
             lines_read: 0,
             finished: false,
+            last_read_short: false,
             spare: None,
         }
     }
@@ -275,6 +285,10 @@ impl<R: Read> JsonlReader<R> {
                 }
             }
             self.drop_over_long_tail();
+            if self.options.eager && self.last_read_short && !self.lines.is_empty() {
+                // The input has nothing more ready: hand over what is complete.
+                return Ok(Some(self.cut(self.line_start)));
+            }
             // Only the bytes about to be read need scanning. Kept relative to the line in
             // progress, which `fill` may move to the front of the buffer.
             let scanned = self.filled - self.line_start;
@@ -301,6 +315,19 @@ impl<R: Read> JsonlReader<R> {
         if self.spare.is_none() && batch.buffer.capacity() <= self.buffer_bytes_max {
             self.spare = Some((batch.buffer, batch.lines));
         }
+    }
+
+    /// Returns the input being read, e.g. to ask a wrapper how far it got.
+    pub fn get_ref(&self) -> &R {
+        &self.input
+    }
+
+    /// Takes back the buffers given by [`recycle`](Self::recycle) and not used yet, so that
+    /// the reader of the next file can use them.
+    pub(crate) fn take_spare(&mut self) -> Option<LineBatch> {
+        self.spare
+            .take()
+            .map(|(buffer, lines)| LineBatch { buffer, lines })
     }
 
     /// Returns the bytes consumed from the input so far (for progress bars).
@@ -432,6 +459,7 @@ impl<R: Read> JsonlReader<R> {
                         "Read::read returns at most the slice length"
                     );
                     let count = count.min(end - self.filled);
+                    self.last_read_short = count < end - self.filled;
                     self.filled += count;
                     self.bytes_read += count as u64;
                     return Ok(count);
@@ -796,6 +824,39 @@ mod tests {
         let (lines, batches) = read_all(&mut reader);
         assert_eq!(lines, [line(3, b"{}"), line(6, b"[1]")]);
         assert_eq!((batches, reader.lines_read()), (1, 7));
+    }
+
+    /// With `eager`, a short read (a live pipe with nothing more ready) hands over the lines
+    /// complete so far at once, and the line in progress waits for its end; without it, the
+    /// reader waits for a full batch.
+    #[test]
+    fn eager_hands_over_lines_at_a_short_read() {
+        /// Returns one chunk per read, each shorter than asked.
+        struct Trickle(Vec<&'static [u8]>);
+        impl std::io::Read for Trickle {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                if self.0.is_empty() {
+                    return Ok(0);
+                }
+                let chunk = self.0.remove(0);
+                buf[..chunk.len()].copy_from_slice(chunk);
+                Ok(chunk.len())
+            }
+        }
+        let chunks = vec![&b"{\"a\":1}\n{\"b\""[..], &b":2}\n"[..], &b"{\"c\":3}\n"[..]];
+        let eager = ReaderOptions {
+            eager: true,
+            ..ReaderOptions::default()
+        };
+        let mut reader = JsonlReader::new(Trickle(chunks.clone()), eager);
+        let mut batches = Vec::new();
+        while let Some(batch) = reader.next_batch().expect("in-memory reads succeed") {
+            batches.push(batch.lines.len());
+        }
+        assert_eq!(batches, [1, 1, 1], "one batch per short read");
+        let mut reader = JsonlReader::new(Trickle(chunks), ReaderOptions::default());
+        let (lines, batches) = read_all(&mut reader);
+        assert_eq!((lines.len(), batches), (3, 1), "one full batch without eager");
     }
 
     /// With `keep_blank_lines`, blank lines come back as lines (empty, or their whitespace),

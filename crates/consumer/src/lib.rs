@@ -6,6 +6,9 @@
 //!
 //! - [`jsonl`]: the JSONL file source (a file or stdin, one event per line) for
 //!   `marginstream replay`: [`JsonlReader`] cuts the bytes into [`LineBatch`]es.
+//! - [`input`]: the ledger files of `replay` and `produce`: several inputs read in order
+//!   as one, each plain, gzip or zstd (told by its first bytes), a leading byte order mark
+//!   dropped; [`InputReader`] hands each input's bytes to its own [`JsonlReader`].
 //! - [`kafka`]: the Kafka side of `marginstream run`: a consumer group member whose
 //!   partitions start where the application's state says ([`KafkaSource`]), the
 //!   dead-letter producer that never drops a letter ([`DeadLetterSink`]), the topic reader
@@ -32,16 +35,25 @@
 //! flagged with its full length so that the parser can reject it as oversized. A batch's
 //! buffer therefore never exceeds `batch_bytes + line_bytes_max` plus one read chunk.
 //!
-//! **Bytes pass through unchanged.** Only the line end (`\n`, or `\r\n`) is removed, and
-//! blank lines are skipped (but numbered). Invalid UTF-8 or broken JSON reaches the parser,
+//! **The format is told by the bytes.** Exports come compressed and split by month: an
+//! input's first bytes say whether it is gzip or zstd, whatever its name, and it is
+//! decompressed while it is read, into the same batches with the same bounds. A corrupt or
+//! truncated one is an error naming the file and the byte offset in it, and ends the
+//! reading: a truncated file never yields its cut last line as a line; see [`input`].
+//!
+//! **Bytes pass through unchanged.** Only the line end (`\n`, or `\r\n`) is removed (and,
+//! by [`InputReader`], a UTF-8 byte order mark at the very start of an input), and blank
+//! lines are skipped (but numbered). Invalid UTF-8 or broken JSON reaches the parser,
 //! which rejects it with a reason and dead-letters it: nothing is dropped here silently.
 #![deny(missing_docs)]
 
 pub mod error;
+pub mod input;
 pub mod jsonl;
 pub mod kafka;
 
 pub use error::ConsumerError;
+pub use input::{Compression, InputBatch, InputReader};
 pub use jsonl::{JsonlReader, LineBatch, LineRef, ReaderOptions};
 pub use kafka::{
     DeadLetter, DeadLetterSink, KafkaSettings, KafkaSource, Offset, Partition, Polled, Rebalance,

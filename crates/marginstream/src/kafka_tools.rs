@@ -1,12 +1,12 @@
 //! The Kafka helpers of the demo, the tests and the benchmarks: `marginstream produce` (a
 //! JSONL ledger into `kafka.topic`) and `marginstream create-topics`.
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use marginstream_consumer::kafka::{create_topics, LedgerProducer};
+use marginstream_consumer::{InputReader, ReaderOptions};
 use tracing::info;
 
 use crate::config::Config;
@@ -21,10 +21,11 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
 /// Arguments of `marginstream produce`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ProduceArgs {
-    /// The JSONL ledger to produce, `-` for standard input. Each line is one message, keyed
-    /// by its `customer_id` (else its `event_id`).
+    /// The JSONL ledger to produce, `-` for standard input; plain, gzip or zstd, as for
+    /// `replay --input`, and given several times for several files, produced in order. Each
+    /// line is one message, keyed by its `customer_id` (else its `event_id`).
     #[arg(long, short, value_name = "PATH", default_value = "-")]
-    pub input: PathBuf,
+    pub input: Vec<PathBuf>,
     /// At most this many messages per second (default: as fast as possible).
     #[arg(long, value_name = "N")]
     pub rate: Option<u64>,
@@ -34,47 +35,48 @@ pub struct ProduceArgs {
 ///
 /// # Errors
 ///
-/// When the input cannot be read, the producer cannot be created, or a message is not
-/// acknowledged within a minute of the end.
+/// When an input cannot be opened or read (a corrupt compressed file: naming the file and
+/// the offset), a line is longer than 16 MiB, the producer cannot be created, or a message
+/// is not acknowledged within a minute of the end.
 pub fn produce(config: &Config, args: &ProduceArgs) -> anyhow::Result<()> {
+    // The reader of replay: the same formats, and the same lines (a blank one is a message).
+    // Opened first, so that a missing file fails before the broker is contacted. Eager: a
+    // line from a live pipe goes on at once, not when a batch is full.
+    let options = ReaderOptions {
+        keep_blank_lines: true,
+        eager: true,
+        ..ReaderOptions::default()
+    };
+    let mut reader = InputReader::open(&args.input, options)?;
     let settings = config.kafka_settings();
     let producer = LedgerProducer::new(&settings)?;
-    let input: Box<dyn std::io::Read> = if args.input.as_os_str() == "-" {
-        Box::new(std::io::stdin())
-    } else {
-        Box::new(
-            std::fs::File::open(&args.input)
-                .with_context(|| format!("cannot open {}", args.input.display()))?,
-        )
-    };
-    let mut reader = BufReader::with_capacity(1 << 20, input);
     let mut pacer = args.rate.and_then(Pacer::new);
     let started = Instant::now();
-    let mut line = Vec::new();
     let mut count = 0u64;
     let mut last_log = Instant::now();
-    loop {
-        line.clear();
-        if reader.read_until(b'\n', &mut line)? == 0 {
-            break;
-        }
-        if line.last() == Some(&b'\n') {
-            line.pop();
-            if line.last() == Some(&b'\r') {
-                line.pop();
+    while let Some(batch) = reader.next_batch()? {
+        for (line, bytes) in batch.lines.iter() {
+            if let Some(length) = line.truncated_from {
+                bail!(
+                    "{} line {}: {length} bytes, more than the {} a line may have; nothing after it was produced",
+                    reader.path(batch.input).display(),
+                    line.number,
+                    options.line_bytes_max
+                );
+            }
+            producer.send(bytes)?;
+            count += 1;
+            if let Some(pacer) = pacer.as_mut() {
+                if pacer.count() {
+                    pacer.wait();
+                }
+            }
+            if last_log.elapsed() >= PROGRESS_INTERVAL {
+                last_log = Instant::now();
+                info!(messages = count, topic = %settings.topic, "producing");
             }
         }
-        producer.send(&line)?;
-        count += 1;
-        if let Some(pacer) = pacer.as_mut() {
-            if pacer.count() {
-                pacer.wait();
-            }
-        }
-        if last_log.elapsed() >= PROGRESS_INTERVAL {
-            last_log = Instant::now();
-            info!(messages = count, topic = %settings.topic, "producing");
-        }
+        reader.recycle(batch.lines);
     }
     producer.flush(FLUSH_TIMEOUT)?;
     let seconds = started.elapsed().as_secs_f64();

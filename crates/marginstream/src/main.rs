@@ -13,7 +13,7 @@ use std::io::{self, IsTerminal};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use marginstream::config::{self, Config, ConfigError};
 use marginstream::generate::GenerateArgs;
 use marginstream::kafka_tools::{self, ProduceArgs};
@@ -180,6 +180,20 @@ fn is_broken_pipe(error: &anyhow::Error) -> bool {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Standard input can be read once: `-` twice is a usage error, reported as clap's are.
+    let inputs = match &cli.command {
+        Command::Replay { replay, .. } => replay.input.as_slice(),
+        Command::Produce { produce, .. } => produce.input.as_slice(),
+        _ => &[],
+    };
+    if inputs.iter().filter(|path| path.as_os_str() == "-").count() > 1 {
+        Cli::command()
+            .error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "--input - (standard input) can be given only once",
+            )
+            .exit();
+    }
     init_logging(&cli.log_level);
     let config = match &cli.command {
         Command::Run(args)

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use marginstream_aggregator::{ClockMode, Engine, Prepared};
 use marginstream_consumer::kafka::TopicReader;
-use marginstream_consumer::{JsonlReader, LineBatch, Offset, Partition, ReaderOptions};
+use marginstream_consumer::{InputReader, LineBatch, Offset, Partition, ReaderOptions};
 use marginstream_exporter::json::render_json;
 use marginstream_exporter::openmetrics::HistoryWriter;
 use marginstream_exporter::table::render_table;
@@ -39,7 +39,7 @@ use crate::config::Config;
 use history::History;
 use progress::Reporter;
 use rejected::RejectedWriter;
-use source::{open_input, Source};
+use source::Source;
 
 /// Batches prepared ahead of the engine: bounds memory to about this many times the batch
 /// size (1 MiB) plus the parsed events.
@@ -70,14 +70,16 @@ pub enum Progress {
 /// Arguments of `marginstream replay`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReplayArgs {
-    /// The JSONL ledger to replay, `-` for standard input.
+    /// The JSONL ledger to replay, `-` for standard input; plain, gzip or zstd (told by its
+    /// first bytes, not its name). Give it several times to read several files as one
+    /// ledger, in the order given.
     #[arg(
         long,
         short,
         value_name = "PATH",
         required_unless_present = "from_kafka"
     )]
-    pub input: Option<PathBuf>,
+    pub input: Vec<PathBuf>,
     /// Read kafka.topic instead of a file: every partition from its beginning to its current
     /// end, directly (no consumer group, no offsets committed).
     #[arg(long, conflicts_with = "input")]
@@ -129,7 +131,7 @@ pub struct ReplaySummary {
     pub counters: Counters,
     /// Lines read, blank ones included.
     pub lines: u64,
-    /// Bytes read.
+    /// Bytes read: of the files as they are, compressed or not.
     pub bytes: u64,
     /// Wall time of reading and applying, rendering excluded.
     pub elapsed: Duration,
@@ -142,6 +144,8 @@ struct Prepared_ {
     bytes_read: u64,
     /// With --from-kafka, the partition and offset of each line.
     origins: Vec<(Partition, Offset)>,
+    /// The index of the input file of the batch (0 with --from-kafka).
+    input: usize,
 }
 
 /// Parses an RFC 3339 time of a flag.
@@ -177,30 +181,37 @@ pub fn replay(config: &Config, args: &ReplayArgs) -> anyhow::Result<(Engine, Rep
     let until = time_flag("--until", args.until.as_deref())?;
     let preparer = &config.preparer;
     let max_event_bytes = preparer.limits().max_event_bytes;
-    let (mut source, total_bytes) = match &args.input {
-        Some(path) => {
-            let (input, total_bytes) = open_input(path)?;
-            let reader = JsonlReader::new(
-                input,
-                ReaderOptions {
-                    batch_bytes: 1 << 20,
-                    line_bytes_max: (max_event_bytes + 1).max(1 << 20),
-                    // Every line is a message: a blank one is rejected, not skipped.
-                    keep_blank_lines: true,
-                },
-            );
-            (Source::File(reader), total_bytes)
-        }
-        None => {
-            let settings = config.kafka_settings();
-            info!(topic = %settings.topic, brokers = %settings.brokers, "reading the topic from its beginning");
-            (
-                Source::Kafka(TopicReader::new(&settings, max_event_bytes + 1)?),
-                None,
-            )
-        }
+    let (mut source, total_bytes, files) = if args.input.is_empty() {
+        let settings = config.kafka_settings();
+        info!(topic = %settings.topic, brokers = %settings.brokers, "reading the topic from its beginning");
+        (
+            Source::Kafka(TopicReader::new(&settings, max_event_bytes + 1)?),
+            None,
+            Vec::new(),
+        )
+    } else {
+        let reader = InputReader::open(
+            &args.input,
+            ReaderOptions {
+                batch_bytes: 1 << 20,
+                line_bytes_max: (max_event_bytes + 1).max(1 << 20),
+                // Every line is a message: a blank one is rejected, not skipped.
+                keep_blank_lines: true,
+                // Full batches: a replay reads for throughput, not latency.
+                eager: false,
+            },
+        )?;
+        let files = if reader.len() > 1 {
+            (0..reader.len())
+                .map(|index| reader.path(index).display().to_string())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let total_bytes = reader.total_bytes();
+        (Source::File(reader), total_bytes, files)
     };
-    let mut rejected = RejectedWriter::create(&args.rejected_out)?;
+    let mut rejected = RejectedWriter::create(&args.rejected_out, files)?;
     let mut reporter = Reporter::new(args.progress, total_bytes);
     let started = Instant::now();
     let mut skipped = 0u64;
@@ -219,7 +230,7 @@ pub fn replay(config: &Config, args: &ReplayArgs) -> anyhow::Result<(Engine, Rep
                     results = old.results;
                     results.clear();
                 }
-                let Some((batch, origins)) = reader.next_batch()? else {
+                let Some((batch, origins, input)) = reader.next_batch()? else {
                     break;
                 };
                 bytes_read += batch.buffer.len() as u64;
@@ -237,6 +248,7 @@ pub fn replay(config: &Config, args: &ReplayArgs) -> anyhow::Result<(Engine, Rep
                     results,
                     bytes_read: reader.bytes_read(bytes_read),
                     origins,
+                    input,
                 };
                 if sender.send(item).is_err() {
                     // The engine side stopped on an error of its own, reported there.
@@ -276,6 +288,7 @@ pub fn replay(config: &Config, args: &ReplayArgs) -> anyhow::Result<(Engine, Rep
                 if let Err(rejection) = outcome {
                     let line = &item.batch.lines[index];
                     rejected.write(
+                        item.input,
                         line.number,
                         item.batch.line(index),
                         line.truncated_from,

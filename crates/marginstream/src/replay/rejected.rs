@@ -16,10 +16,12 @@ pub(super) struct RejectedWriter {
     out: BufWriter<File>,
     path: PathBuf,
     written: u64,
+    /// The input files as given, when there are several: a record then names its file.
+    files: Vec<String>,
 }
 
 impl RejectedWriter {
-    pub(super) fn create(path: &Path) -> anyhow::Result<RejectedWriter> {
+    pub(super) fn create(path: &Path, files: Vec<String>) -> anyhow::Result<RejectedWriter> {
         let file = File::create(path).with_context(|| {
             format!("cannot create the rejected-events file {}", path.display())
         })?;
@@ -27,11 +29,13 @@ impl RejectedWriter {
             out: BufWriter::with_capacity(256 * 1024, file),
             path: path.to_owned(),
             written: 0,
+            files,
         })
     }
 
     pub(super) fn write(
         &mut self,
+        input: usize,
         line_number: u64,
         line: &[u8],
         truncated_from: Option<u64>,
@@ -47,7 +51,14 @@ impl RejectedWriter {
                 record["partition"] = json!(partition.0);
                 record["offset"] = json!(offset.0);
             }
-            None => record["line_number"] = json!(line_number),
+            None => {
+                // With one input the record is as it always was: golden files and the
+                // independent checker read `line_number` alone.
+                if let Some(file) = self.files.get(input) {
+                    record["file"] = json!(file);
+                }
+                record["line_number"] = json!(line_number);
+            }
         }
         match std::str::from_utf8(line) {
             Ok(text) => record["line"] = json!(text),

@@ -1,33 +1,32 @@
-//! Where replay reads: a JSONL file (or standard input), or the ledger topic itself.
-
-use std::fs::File;
-use std::io::{self, Read};
-use std::path::Path;
+//! Where replay reads: JSONL files (or standard input), plain, gzip or zstd
+//! (`marginstream_consumer::InputReader`), or the ledger topic itself.
 
 use anyhow::Context;
 use marginstream_consumer::kafka::TopicReader;
-use marginstream_consumer::{JsonlReader, LineBatch, Offset, Partition};
+use marginstream_consumer::{InputReader, LineBatch, Offset, Partition};
 
 /// The partition and offset of each line of a batch read from Kafka (empty for a file).
 pub(super) type Origins = Vec<(Partition, Offset)>;
 
-/// Where replay reads: a JSONL file (or stdin), or the topic itself.
+/// Where replay reads: JSONL files (or stdin), plain or compressed, or the topic itself.
 pub(super) enum Source {
-    File(JsonlReader<Box<dyn Read + Send>>),
+    File(InputReader),
     Kafka(TopicReader),
 }
 
 impl Source {
-    pub(super) fn next_batch(&mut self) -> anyhow::Result<Option<(LineBatch, Origins)>> {
+    /// Returns the next batch, the origin of each line (from Kafka) and the index of the
+    /// input file (0 from Kafka).
+    pub(super) fn next_batch(&mut self) -> anyhow::Result<Option<(LineBatch, Origins, usize)>> {
         match self {
+            // The error names the file and the byte offset in it.
             Source::File(reader) => Ok(reader
-                .next_batch()
-                .context("cannot read the ledger")?
-                .map(|batch| (batch, Vec::new()))),
+                .next_batch()?
+                .map(|batch| (batch.lines, Vec::new(), batch.input))),
             Source::Kafka(reader) => Ok(reader
                 .next_batch(1 << 20)
                 .context("cannot read the topic")?
-                .map(|topic| (topic.batch, topic.origins))),
+                .map(|topic| (topic.batch, topic.origins, 0))),
         }
     }
 
@@ -50,18 +49,4 @@ impl Source {
             Source::Kafka(_) => fallback,
         }
     }
-}
-
-pub(super) fn open_input(path: &Path) -> anyhow::Result<(Box<dyn Read + Send>, Option<u64>)> {
-    if path == Path::new("-") {
-        return Ok((Box::new(io::stdin()), None));
-    }
-    let file =
-        File::open(path).with_context(|| format!("cannot open the ledger {}", path.display()))?;
-    let size = file
-        .metadata()
-        .ok()
-        .filter(|m| m.is_file())
-        .map(|m| m.len());
-    Ok((Box::new(file), size))
 }
