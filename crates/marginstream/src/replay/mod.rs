@@ -25,10 +25,12 @@ use anyhow::{bail, Context};
 use marginstream_aggregator::{ClockMode, Engine, Prepared};
 use marginstream_consumer::kafka::TopicReader;
 use marginstream_consumer::{InputReader, LineBatch, Offset, Partition, ReaderOptions};
+use marginstream_exporter::exposure;
 use marginstream_exporter::json::render_json;
 use marginstream_exporter::openmetrics::HistoryWriter;
+use marginstream_exporter::prometheus::{render_prometheus_with, Exposition};
 use marginstream_exporter::table::render_table;
-use marginstream_exporter::{render_prometheus, RenderOptions};
+use marginstream_exporter::RenderOptions;
 use marginstream_model::{
     Counters, DurationSpec, EventType, GaugeView, Outcome, RejectReason, Rejection, Timestamp,
 };
@@ -381,8 +383,18 @@ pub fn run(config: &Config, args: &ReplayArgs) -> anyhow::Result<()> {
     let mut out = output(args.output.as_ref())?;
     match args.format {
         Format::Prometheus => {
+            // The exposure budget chooses on the final state (contract section 7).
+            let publishing = &config.publishing;
+            let chosen = exposure::choose(&view, &publishing.exposure);
+            let exposed = |id: &str| chosen.contains(id);
+            let exposition = Exposition {
+                exposed: Some(&exposed),
+                families: publishing.exposure.families,
+                windows: &publishing.exposure.windows,
+                segments: publishing.segments.as_ref(),
+            };
             let mut text = Vec::new();
-            render_prometheus(&view, RenderOptions::default(), &mut text);
+            render_prometheus_with(&view, RenderOptions::default(), &exposition, &mut text);
             out.write_all(&text)?;
         }
         Format::Json => render_json(&view, config.publishing.segments.as_ref(), &mut out)?,
@@ -392,7 +404,13 @@ pub fn run(config: &Config, args: &ReplayArgs) -> anyhow::Result<()> {
                 .window
                 .clone()
                 .unwrap_or_else(|| labels.last().cloned().unwrap_or_default());
-            render_table(&view, &window, args.limit, &mut out)?;
+            render_table(
+                &view,
+                &window,
+                args.limit,
+                config.publishing.segments.as_ref(),
+                &mut out,
+            )?;
         }
     }
     out.flush().context("cannot write the output")?;
