@@ -103,12 +103,17 @@ impl Default for RawKafka {
 pub struct RawMetrics {
     /// Listen address (default `127.0.0.1:9898`: loopback, as in the contract).
     pub listen: String,
+    /// A web configuration file in the Prometheus exporter toolkit's format: TLS and
+    /// basic auth on every path but `/healthz` and `/readyz` (default unset: plain HTTP,
+    /// no authentication; contract §12). Checked by `crate::web::load`.
+    pub web_config_file: Option<String>,
 }
 
 impl Default for RawMetrics {
     fn default() -> RawMetrics {
         RawMetrics {
             listen: "127.0.0.1:9898".to_owned(),
+            web_config_file: None,
         }
     }
 }
@@ -222,6 +227,8 @@ pub struct Config {
     pub kafka: RawKafka,
     /// The `/metrics` listen address.
     pub listen: SocketAddr,
+    /// The web configuration file (TLS, basic auth), if any; read by `crate::web::load`.
+    pub web_config_file: Option<std::path::PathBuf>,
     /// The engine's settings; `clock` is resolved by [`Config::engine_for`].
     pub engine: EngineConfig,
     /// The configured clock, if any.
@@ -482,6 +489,18 @@ pub fn validate(raw: RawConfig, problems: &mut Vec<ConfigProblem>) -> Option<Con
         )
     });
 
+    if raw
+        .metrics
+        .web_config_file
+        .as_deref()
+        .is_some_and(|path| path.trim().is_empty())
+    {
+        problem(
+            "metrics.web_config_file",
+            "must not be empty: name the file, or leave the key out for plain HTTP".to_owned(),
+        );
+    }
+
     // [ledger]
     let mut collected = Vec::new();
     let bucket = duration("ledger.bucket", &raw.ledger.bucket, collected.as_mut());
@@ -687,6 +706,11 @@ pub fn validate(raw: RawConfig, problems: &mut Vec<ConfigProblem>) -> Option<Con
     Some(Config {
         kafka: raw.kafka.clone(),
         listen: listen.ok()?,
+        web_config_file: raw
+            .metrics
+            .web_config_file
+            .as_ref()
+            .map(std::path::PathBuf::from),
         state_dir: std::path::PathBuf::from(&raw.state.dir),
         checkpoint_interval: checkpoint_interval?,
         engine,

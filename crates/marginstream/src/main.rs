@@ -20,6 +20,7 @@ mod live;
 mod live_faults;
 mod replay;
 mod serve;
+mod web;
 
 use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Write};
@@ -289,12 +290,30 @@ fn main() -> ExitCode {
         },
         Command::Generate(_) => None,
     };
+    // The web configuration's checks read files, so they run after config::validate, for
+    // the two commands that serve or check it; a problem is a configuration error (2).
+    let web = match (&cli.command, &loaded) {
+        (Command::Run(_) | Command::CheckConfig(_), Some(config)) => {
+            match web::load_configured(config) {
+                Ok(web) => web,
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        _ => None,
+    };
     let result = match (&cli.command, loaded) {
         (Command::Replay { replay, .. }, Some(config)) => run_replay(&config, replay),
         (Command::CheckConfig(_), Some(config)) => {
             let text = toml::to_string_pretty(&config.raw).unwrap_or_default();
+            let web = web.map_or_else(
+                || "plain HTTP, no authentication".to_owned(),
+                |web| format!("{}: {}", web.file.display(), web.describe()),
+            );
             println!(
-                "# configuration is valid: {} tagging rules, /metrics on {}, topic {} via {}\n# effective values:\n{text}",
+                "# configuration is valid: {} tagging rules, /metrics on {}, topic {} via {}\n# web: {web}\n# effective values:\n{text}",
                 config.rules.len(),
                 config.listen,
                 config.kafka.topic,
@@ -302,7 +321,7 @@ fn main() -> ExitCode {
             );
             Ok(())
         }
-        (Command::Run(_), Some(config)) => serve::run(&config),
+        (Command::Run(_), Some(config)) => serve::run(&config, web),
         (Command::Produce { produce, .. }, Some(config)) => serve::produce(&config, produce),
         (Command::CreateTopics { partitions, .. }, Some(config)) => {
             serve::create(&config, *partitions)

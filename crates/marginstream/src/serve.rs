@@ -106,8 +106,9 @@ async fn shutdown_signal() {
     }
 }
 
-/// `marginstream run`: until SIGTERM or SIGINT.
-pub fn run(config: &Config) -> anyhow::Result<()> {
+/// `marginstream run`: until SIGTERM or SIGINT. `web` is the loaded
+/// `metrics.web_config_file` (TLS, basic auth), if any.
+pub fn run(config: &Config, web: Option<Arc<crate::web::WebConfig>>) -> anyhow::Result<()> {
     let settings = LiveSettings {
         kafka: kafka_settings(config),
         engine: config.engine_for(ClockMode::Wall),
@@ -128,6 +129,7 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
         topic = %config.kafka.topic,
         brokers = %config.kafka.brokers,
         group = %config.kafka.group_id,
+        web = %web.as_ref().map_or_else(|| "plain HTTP, no authentication".to_owned(), |web| web.describe()),
         "serving /metrics, /healthz and /readyz"
     );
     let shutdown = Arc::new(AtomicBool::new(false));
@@ -159,7 +161,7 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         };
-        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let server = crate::web::serve(listener, app, web, async move {
             tokio::select! {
                 _ = shutdown_signal() => info!("signal received: final checkpoint, commit, leaving the group"),
                 _ = loop_done => {}
