@@ -19,7 +19,7 @@ lint: ## Check formatting and run clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-test: deps ## Run every test: unit, property, golden, CLI, live Kafka (Tansu), faults, promtool, backfill, dashboard, live alert, deploy files, independent check
+test: deps ## Run every test: unit, property, golden, CLI, live Kafka (Tansu), faults, promtool, backfill, dashboard, live alert, TLS and basic auth, deploy files, independent check
 	scripts/broker.sh install >/dev/null
 	$(CARGO) build --workspace
 	$(CARGO) test --workspace
@@ -27,6 +27,7 @@ test: deps ## Run every test: unit, property, golden, CLI, live Kafka (Tansu), f
 	python3 tests/e2e/backfill.py --binary target/debug/marginstream
 	python3 tests/e2e/dashboard.py --binary target/debug/marginstream
 	python3 tests/e2e/live_alert.py --binary target/debug/marginstream
+	python3 tests/e2e/web_auth.py --binary target/debug/marginstream
 	scripts/check-deploy.sh
 	python3 tests/independent/check.py --binary target/debug/marginstream
 
