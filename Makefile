@@ -61,6 +61,7 @@ bench: deps build ## Run the criterion benches, the replay and the Kafka benches
 	$(CARGO) build --release --example bare_consumer
 	scripts/bench-kafka.sh
 	scripts/bench-restore.sh
+	python3 scripts/bench-web.py --binary $(BIN)
 
 fuzz: ## Fuzz the event parser for FUZZ_SECONDS (default 60); installs cargo-fuzz if missing
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
