@@ -735,3 +735,68 @@ async fn without_a_web_configuration_nothing_changes() {
     assert!(reply.text.ends_with(FIGURE));
     server.stop().await;
 }
+
+/// Shows that the TLS keys marginstream supports are honoured, not just accepted:
+/// `cipher_suites` and `curve_preferences` restrict what the server offers, and a client
+/// limited to a version outside `min_version`..`max_version` cannot connect.
+#[tokio::test]
+async fn tls_versions_suites_and_curves_are_enforced() {
+    let pki = Pki::new();
+    pki.issue("server", &["localhost"]);
+    let web = pki
+        .load(&format!(
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  max_version: TLS12\n  cipher_suites: [TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256]\n  curve_preferences: [X25519]\n  prefer_server_cipher_suites: false\nbasic_auth_users:\n  prometheus: \"{}\"\n",
+            hash("secret")
+        ))
+        .unwrap();
+    let config = web.tls.clone().unwrap();
+    let provider = config.crypto_provider();
+    let tls12: Vec<_> = provider
+        .cipher_suites
+        .iter()
+        .filter(|s| s.tls13().is_none())
+        .map(|s| s.suite())
+        .collect();
+    assert_eq!(
+        tls12,
+        [rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256]
+    );
+    assert_eq!(provider.kx_groups.len(), 1);
+    assert_eq!(provider.kx_groups[0].name(), rustls::NamedGroup::X25519);
+    assert!(!config.ignore_client_order);
+    let server = Server::start(Some(web)).await;
+    let client = |versions: &[&'static rustls::SupportedProtocolVersion]| {
+        let mut roots = RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_file(pki.path("ca.crt")).unwrap())
+            .unwrap();
+        Arc::new(
+            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_protocol_versions(versions)
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        )
+    };
+    let reply = get_tls(
+        server.address,
+        client(&[&rustls::version::TLS12]),
+        "/metrics",
+        Some(("prometheus", "secret")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert!(
+        get_tls(
+            server.address,
+            client(&[&rustls::version::TLS13]),
+            "/healthz",
+            None
+        )
+        .await
+        .is_err(),
+        "a TLS 1.3-only client is refused by a max_version TLS12 server"
+    );
+    server.stop().await;
+}
