@@ -19,7 +19,7 @@ lint: ## Check formatting and run clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-test: deps ## Run every test: unit, property, golden, CLI, live Kafka (Tansu), faults, promtool, backfill, dashboard, live alert, live budget, deploy files, independent check
+test: deps ## Run every test: unit, property, golden, CLI, live Kafka (Tansu), faults, promtool, backfill, dashboard, live alert, live budget, TLS and basic auth, deploy files, independent check
 	scripts/broker.sh install >/dev/null
 	$(CARGO) build --workspace
 	$(CARGO) test --workspace
@@ -28,6 +28,7 @@ test: deps ## Run every test: unit, property, golden, CLI, live Kafka (Tansu), f
 	python3 tests/e2e/dashboard.py --binary target/debug/marginstream
 	python3 tests/e2e/live_alert.py --binary target/debug/marginstream
 	python3 tests/e2e/live_budget.py --binary target/debug/marginstream
+	python3 tests/e2e/web_auth.py --binary target/debug/marginstream
 	scripts/check-deploy.sh
 	python3 tests/independent/check.py --binary target/debug/marginstream
 
@@ -61,6 +62,7 @@ bench: deps build ## Run the criterion benches, the replay and the Kafka benches
 	$(CARGO) build --release --example bare_consumer
 	scripts/bench-kafka.sh
 	scripts/bench-restore.sh
+	python3 scripts/bench-web.py --binary $(BIN)
 
 fuzz: ## Fuzz the event parser for FUZZ_SECONDS (default 60); installs cargo-fuzz if missing
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked

@@ -476,3 +476,153 @@ fn refuses_stdin_twice_and_xz() {
         "{stderr}"
     );
 }
+
+/// Writes a certificate of a fresh key (and the key) as `<stem>.crt` and `<stem>.key`.
+fn write_self_signed(dir: &std::path::Path, stem: &str) {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    std::fs::write(dir.join(format!("{stem}.crt")), certified.cert.pem()).unwrap();
+    std::fs::write(
+        dir.join(format!("{stem}.key")),
+        certified.signing_key.serialize_pem(),
+    )
+    .unwrap();
+}
+
+/// A bcrypt hash (cost 4) of `scrape-secret`.
+const SCRAPE_HASH: &str = "$2b$04$S9uK3Iveo.3UEijtp6xzIOwoMLv99rryhzQFak0xFaGv2ONiw6HPO";
+
+/// Runs `command` with a configuration whose `metrics.web_config_file` is `web` (a path in
+/// `dir`, written with `yaml` unless `None`).
+fn with_web_config(
+    dir: &std::path::Path,
+    command: &[&str],
+    web: &str,
+    yaml: Option<&str>,
+) -> std::process::Output {
+    let web = dir.join(web);
+    if let Some(yaml) = yaml {
+        std::fs::write(&web, yaml).unwrap();
+    }
+    let config = dir.join("marginstream.toml");
+    std::fs::write(
+        &config,
+        format!("[metrics]\nweb_config_file = {:?}\n", web.to_str().unwrap()),
+    )
+    .unwrap();
+    let mut args = command.to_vec();
+    args.extend(["--config", config.to_str().unwrap()]);
+    run(dir, &args)
+}
+
+/// Shows that check-config names each problem of the web configuration file with the file
+/// and the key, and exits 2: a missing file, a file that does not parse, a key that does
+/// not match its certificate, a hash that is not bcrypt (issue #13).
+#[test]
+fn check_config_names_each_web_config_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    write_self_signed(dir.path(), "server");
+    write_self_signed(dir.path(), "other");
+    let file = |name: &str| {
+        format!(
+            "metrics.web_config_file ({})",
+            dir.path().join(name).display()
+        )
+    };
+    let cases = [
+        ("missing.yml", None, format!("{}: cannot read", file("missing.yml"))),
+        (
+            "unparsable.yml",
+            Some("tls_server_config:\n  cert_file: \"server.crt\n"),
+            format!(
+                "{}: tls_server_config.cert_file: not valid YAML: found unexpected end of stream",
+                file("unparsable.yml")
+            ),
+        ),
+        (
+            "mismatch.yml",
+            Some("tls_server_config:\n  cert_file: server.crt\n  key_file: other.key\n"),
+            format!(
+                "{}: tls_server_config.key_file: the key in {} does not match the certificate in {}",
+                file("mismatch.yml"),
+                dir.path().join("other.key").display(),
+                dir.path().join("server.crt").display()
+            ),
+        ),
+        (
+            "plaintext.yml",
+            Some("basic_auth_users:\n  prometheus: scrape-secret\n"),
+            format!(
+                "{}: basic_auth_users.prometheus: not a bcrypt hash",
+                file("plaintext.yml")
+            ),
+        ),
+    ];
+    for (name, yaml, expected) in cases {
+        let output = with_web_config(dir.path(), &["check-config"], name, yaml);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{name}: {stderr}");
+        assert!(
+            stderr.contains(&expected),
+            "{name}: expected {expected:?} in\n{stderr}"
+        );
+        assert_eq!(
+            stderr.matches("\n  - ").count(),
+            1,
+            "{name}: exactly that problem: {stderr}"
+        );
+    }
+    let output = with_web_config(
+        dir.path(),
+        &["check-config"],
+        "good.yml",
+        Some(&format!(
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\nbasic_auth_users:\n  prometheus: \"{SCRAPE_HASH}\"\n"
+        )),
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("TLS (TLS12-TLS13, client certificates NoClientCert), basic auth (1 user)"),
+        "{stdout}"
+    );
+}
+
+/// Shows that `run` refuses to start on a broken web configuration, exit 2, before it binds
+/// the listener: never an open listener in its place (issue #13).
+#[test]
+fn run_refuses_a_broken_web_config_before_listening() {
+    let dir = tempfile::tempdir().unwrap();
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = probe.local_addr().unwrap().port();
+    drop(probe);
+    let listen = format!("127.0.0.1:{port}");
+    let started = std::time::Instant::now();
+    let output = with_web_config(
+        dir.path(),
+        &[
+            "run",
+            "--listen",
+            &listen,
+            "--state-dir",
+            dir.path().join("state").to_str().unwrap(),
+        ],
+        "web.yml",
+        Some("basic_auth_users:\n  prometheus: scrape-secret\n"),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("basic_auth_users.prometheus: not a bcrypt hash"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("serving /metrics"),
+        "it never listened: {stderr}"
+    );
+    assert!(!dir.path().join("state").exists(), "nor touched the state");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+}

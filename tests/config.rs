@@ -240,13 +240,25 @@ min = "lots"
     assert_problem(&found, "metrics.customers_always[3]", "roll-up");
     assert_problem(&found, "metrics.rank_window", "not a configured window");
     assert_problem(&found, "metrics.rank_interval", "not between 1m and 1w");
-    assert_problem(&found, "metrics.customer_families", "\"margin\" is not one of");
+    assert_problem(
+        &found,
+        "metrics.customer_families",
+        "\"margin\" is not one of",
+    );
     assert_problem(&found, "metrics.customer_families", "listed twice");
-    assert_problem(&found, "metrics.customer_windows", "\"1y\" is not a configured window");
+    assert_problem(
+        &found,
+        "metrics.customer_windows",
+        "\"1y\" is not a configured window",
+    );
     assert_problem(&found, "metrics.publish_interval", "not between 1s and 1m");
     assert_problem(&found, "ledger.segment_window", "finite window");
     assert_problem(&found, "ledger.segments[1].name", "listed twice");
-    assert_problem(&found, "ledger.segments[1].min", "not above the previous tier's 100");
+    assert_problem(
+        &found,
+        "ledger.segments[1].min",
+        "not above the previous tier's 100",
+    );
     assert_problem(&found, "ledger.segments[2].name", "must not be empty");
     assert_problem(&found, "ledger.segments[2].min", "");
 }
@@ -274,18 +286,30 @@ fn budget_and_segments_take_the_contract_defaults() {
     assert_eq!(segments.window_seconds, 30 * 86_400);
 
     let lifetime_only = load_text("[ledger]\nwindows = []\n", &[]).expect("valid");
-    assert!(lifetime_only.publishing.segments.is_none(), "no finite window, no tiers");
+    assert!(
+        lifetime_only.publishing.segments.is_none(),
+        "no finite window, no tiers"
+    );
     assert_eq!(lifetime_only.publishing.exposure.rank_window, 0, "`all`");
     let off = load_text("[ledger]\nsegments = []\n", &[]).expect("valid");
-    assert!(off.publishing.segments.is_none(), "an empty list turns tiers off");
+    assert!(
+        off.publishing.segments.is_none(),
+        "an empty list turns tiers off"
+    );
     let custom = load_text(
         "[metrics]\nrank_window = \"7d\"\ncustomer_windows = [\"all\"]\ncustomer_families = [\"gm_market\"]\n[ledger]\nsegment_window = \"7d\"\n[[ledger.segments]]\nname = \"low\"\nmin = 0\n[[ledger.segments]]\nname = \"high\"\nmin = \"2500.50\"\n",
         &[],
     )
     .expect("valid");
     assert_eq!(custom.publishing.exposure.rank_window, 1);
-    assert_eq!(custom.publishing.exposure.windows, [false, false, false, true]);
-    assert_eq!(custom.publishing.exposure.families, [false, false, true, false, false]);
+    assert_eq!(
+        custom.publishing.exposure.windows,
+        [false, false, false, true]
+    );
+    assert_eq!(
+        custom.publishing.exposure.families,
+        [false, false, true, false, false]
+    );
     let tiers = custom.publishing.segments.expect("two tiers");
     assert_eq!(tiers.window, 1);
     assert_eq!(tiers.tiers[1].min, "2500.5".parse().expect("a decimal"));

@@ -18,7 +18,7 @@ use marginstream::config::{self, Config, ConfigError};
 use marginstream::generate::GenerateArgs;
 use marginstream::kafka_tools::{self, ProduceArgs};
 use marginstream::replay::{self, ReplayArgs};
-use marginstream::{generate, http};
+use marginstream::{generate, http, web};
 
 /// marginstream: per-customer gross margin (GM-M, GM-O and the Services Drag between them)
 /// from a Commercial Event Ledger of Revenue_Event and Cost_Event messages, as exact decimals,
@@ -209,13 +209,33 @@ fn main() -> ExitCode {
         },
         Command::Generate(_) => None,
     };
+    // The web configuration's checks read files, so they run after config::validate, for
+    // the two commands that serve or check it; a problem is a configuration error (2).
+    let web = match (&cli.command, &config) {
+        (Command::Run(_) | Command::CheckConfig(_), Some(config)) => {
+            match web::load_configured(config) {
+                Ok(web) => web,
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        _ => None,
+    };
     let result = match (&cli.command, config) {
         (Command::Replay { replay, .. }, Some(config)) => replay::run(&config, replay),
         (Command::CheckConfig(_), Some(config)) => {
-            println!("{}", config.describe());
+            let web = web.map_or_else(
+                || "plain HTTP, no authentication".to_owned(),
+                |web| format!("{}: {}", web.file.display(), web.describe()),
+            );
+            let description = config.describe();
+            let (summary, rest) = description.split_once('\n').unwrap_or((&description, ""));
+            println!("{summary}\n# web: {web}\n{rest}");
             Ok(())
         }
-        (Command::Run(_), Some(config)) => http::serve(&config),
+        (Command::Run(_), Some(config)) => http::serve(&config, web),
         (Command::Produce { produce, .. }, Some(config)) => kafka_tools::produce(&config, produce),
         (Command::CreateTopics { partitions, .. }, Some(config)) => {
             kafka_tools::create(&config, *partitions)
