@@ -137,6 +137,23 @@ pub fn check_agreement(old: &Config, new: &Config) -> Vec<ConfigProblem> {
         .collect()
 }
 
+/// Returns a [`ConfigError`] naming every key OLD and NEW must share and do not.
+fn agree(old: &Config, new: &Config, args: &ReplayArgs) -> anyhow::Result<()> {
+    let problems = check_agreement(old, new);
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let old_path = args
+        .compare_config
+        .as_ref()
+        .map_or_else(String::new, |p| p.display().to_string());
+    Err(ConfigError {
+        source: format!("--compare-config {old_path} against --config"),
+        problems,
+    }
+    .into())
+}
+
 /// One line as the reader prepared it.
 // Nearly every line is `Parsed`: boxing it would cost an allocation per event to save
 // space only on the rare refused line.
@@ -223,18 +240,7 @@ pub struct Comparison {
 /// [`check_agreement`]); a [`UsageError`] for `--openmetrics-out`, which has no meaning
 /// here; otherwise what [`super::replay`] fails on.
 pub fn compare(old: &Config, new: &Config, args: &ReplayArgs) -> anyhow::Result<Comparison> {
-    let problems = check_agreement(old, new);
-    if !problems.is_empty() {
-        let old_path = args
-            .compare_config
-            .as_ref()
-            .map_or_else(String::new, |p| p.display().to_string());
-        return Err(ConfigError {
-            source: format!("--compare-config {old_path} against --config"),
-            problems,
-        }
-        .into());
-    }
+    agree(old, new, args)?;
     if args.openmetrics_out.is_some() {
         return Err(UsageError(
             "--openmetrics-out writes the history of one configuration: replay NEW alone for it"
@@ -349,6 +355,7 @@ pub fn run(old: &Config, new: &Config, args: &ReplayArgs) -> anyhow::Result<()> 
         )
         .into());
     }
+    agree(old, new, args)?;
     if let Some(window) = &args.window {
         // Known before reading: a typo must not cost a replay of the whole ledger.
         let labels = Engine::new(&new.engine_for(ClockMode::Event))
