@@ -27,11 +27,13 @@ BIN=target/release/marginstream, OLD_BIN (unset), KAFKA_BROKERS (else Tansu).
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -253,6 +255,7 @@ checkpoint_interval = "24h"
                 if budget is not None:
                     text = text.replace("[ledger]", f"customers_max = {budget}\n[ledger]")
                 config.write_text(text)
+                shutil.rmtree(WORK / f"state-{customers}-{len(size['budgets'])}", ignore_errors=True)
                 log = open(WORK / f"run-{customers}-{len(size['budgets'])}.log", "w")
                 started = time.time()
                 process = subprocess.Popen([binary, "run", "--config", str(config)], stdout=log, stderr=subprocess.STDOUT)
@@ -275,11 +278,13 @@ checkpoint_interval = "24h"
                              "scrape_seconds": times}
                     paths = ["/metrics"]
                     if budget is not None:
+                        first = json.loads(get(port, "/api/v1/customers?limit=1&sort=customer_id&order=asc")[0])
+                        one_path = "/api/v1/customers/" + urllib.parse.quote(first["customers"][0]["customer_id"], safe="")
                         top = [get(port, "/api/v1/customers?limit=50")[1] for _ in range(20)]
-                        one = [get(port, "/api/v1/customers/cust-0000042")[1] for _ in range(20)]
+                        one = [get(port, one_path)[1] for _ in range(20)]
                         entry["api_top50_seconds_median"] = statistics.median(top)
                         entry["api_customer_seconds_median"] = statistics.median(one)
-                        paths += ["/api/v1/customers?limit=50", "/api/v1/customers/cust-0000042"]
+                        paths += ["/api/v1/customers?limit=50", one_path]
                     entry["windows"] = windows(port, config, stream, paths, old=budget is None)
                     size["budgets"].append(entry)
                     print(json.dumps(entry), flush=True)

@@ -626,3 +626,150 @@ fn run_refuses_a_broken_web_config_before_listening() {
     assert!(!dir.path().join("state").exists(), "nor touched the state");
     assert!(started.elapsed() < std::time::Duration::from_secs(20));
 }
+
+/// Runs `replay --compare-config` on the comparison golden ledger with NEW `new` (the
+/// case's own when `None`), OLD `old` and `extra` arguments, in `dir`.
+fn compare_with(
+    dir: &std::path::Path,
+    new: Option<&std::path::Path>,
+    old: &std::path::Path,
+    extra: &[&str],
+) -> std::process::Output {
+    let case = root().join("tests/golden/compare_reclassify");
+    let new = new.map_or_else(|| case.join("config.toml"), std::path::Path::to_path_buf);
+    let mut args = vec![
+        "replay".to_owned(),
+        "--input".to_owned(),
+        case.join("input.jsonl").display().to_string(),
+        "--config".to_owned(),
+        new.display().to_string(),
+        "--compare-config".to_owned(),
+        old.display().to_string(),
+        "--progress".to_owned(),
+        "never".to_owned(),
+    ];
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    run(dir, &args)
+}
+
+/// Shows that `replay --compare-config` refuses two configurations that differ in a key the
+/// comparison needs them to share, naming every such key with both values, with exit code
+/// 2 and no output (issue 11); a difference elsewhere (the metrics budget) is accepted.
+#[test]
+fn compare_refuses_configurations_that_disagree() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("old.toml");
+    std::fs::write(
+        &old,
+        "[ledger]\nwindows = [\"1d\", \"7d\"]\nbucket = \"1d\"\nclock = \"wall\"\n\
+         lifetime = false\nreporting_currency = \"EUR\"\nmax_customers = 10\n",
+    )
+    .unwrap();
+    let output = compare_with(dir.path(), None, &old, &["--format", "json"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(output.stdout.is_empty(), "no report is printed");
+    for (key, old, new) in [
+        (
+            "ledger.windows",
+            r#"["1d", "7d"]"#,
+            r#"["24h", "7d", "30d"]"#,
+        ),
+        ("ledger.bucket", r#""1d""#, r#""1h""#),
+        ("ledger.clock", r#""wall""#, r#""event""#),
+        ("ledger.lifetime", "false", "true"),
+        ("ledger.reporting_currency", r#""EUR""#, r#""USD""#),
+        ("ledger.max_customers", "10", "1000000"),
+    ] {
+        let expected = format!("{key}: {old} in OLD (--compare-config) but {new} in NEW");
+        assert!(stderr.contains(&expected), "{expected}\n{stderr}");
+    }
+    assert!(!stderr.contains("ledger.max_event_bytes"), "{stderr}");
+
+    std::fs::write(&old, "[metrics]\ncustomers_max = 1\n").unwrap();
+    let output = compare_with(dir.path(), None, &old, &["--format", "json"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Shows the usage errors of `replay --compare-config` (exit code 2, saying what to do
+/// instead): `--format prometheus`, which has no rendering of a comparison, and
+/// `--openmetrics-out`, the history of one configuration; and that an invalid OLD is a
+/// configuration error naming its file and key, as an invalid `--config` is.
+#[test]
+fn compare_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = root().join("tests/golden/compare_reclassify/old.toml");
+    let output = compare_with(dir.path(), None, &old, &["--format", "prometheus"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--format prometheus cannot show a comparison"),
+        "{stderr}"
+    );
+
+    let history = dir.path().join("history.om");
+    let output = compare_with(
+        dir.path(),
+        None,
+        &old,
+        &[
+            "--openmetrics-out",
+            history.to_str().unwrap(),
+            "--step",
+            "1h",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--openmetrics-out"), "{stderr}");
+    assert!(!history.exists(), "nothing is written");
+
+    let invalid = dir.path().join("invalid.toml");
+    std::fs::write(&invalid, "[ledger.fx]\nEUR = \"-1\"\n").unwrap();
+    let output = compare_with(dir.path(), None, &invalid, &[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("invalid.toml"), "{stderr}");
+    assert!(stderr.contains("ledger.fx.EUR"), "{stderr}");
+}
+
+/// Shows that comparing a configuration with itself reports no change: no customer
+/// changed, every change zero, no move, and the counters equal.
+#[test]
+fn compare_with_itself_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let new = root().join("tests/golden/compare_reclassify/config.toml");
+    let output = compare_with(dir.path(), Some(&new), &new, &["--format", "json"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["customers_changed"], 0);
+    assert_eq!(report["moves"], serde_json::json!([]));
+    assert_eq!(report["repriced"], serde_json::json!([]));
+    for customer in report["customers"].as_array().unwrap() {
+        assert_eq!(customer["changed"], false, "{customer}");
+        for window in customer["windows"].as_object().unwrap().values() {
+            assert_eq!(window["old"], window["new"], "{customer}");
+            assert_eq!(window["change"]["revenue"], "0", "{customer}");
+        }
+    }
+    assert!(
+        report["customers"].as_array().unwrap().len() >= 3,
+        "the ledger has customers to compare"
+    );
+    let output = compare_with(dir.path(), Some(&new), &new, &["--format", "table"]);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.starts_with("window all: 0 of 3 customers changed"),
+        "{text}"
+    );
+    assert!(text.contains("no event moved between functions"), "{text}");
+}

@@ -7,6 +7,8 @@
 //! - [`openmetrics`]: the history of every gauge at each step of event time, for backfill.
 //! - [`json`]: the same figures as exact decimal strings, for finance checks and tools.
 //! - [`table`]: a readable per-customer summary for a terminal.
+//! - [`compare`]: one ledger under two configurations, side by side, and what moved
+//!   (`replay --compare-config`).
 //! - [`exposure`]: the exposure budget: which customers get series of their own.
 //! - [`segments`]: margins by ACV tier.
 //! - [`error`]: the crate's one error type.
@@ -28,6 +30,7 @@
 //! [`GaugeView`]: marginstream_model::GaugeView
 #![deny(missing_docs)]
 
+pub mod compare;
 pub mod error;
 pub mod exposure;
 pub mod json;

@@ -10,7 +10,8 @@ use rust_decimal::Decimal;
 use crate::error::ExporterError;
 use crate::segments::{SegmentConfig, SegmentRollup};
 
-fn money(value: Decimal) -> String {
+/// Formats an amount for a terminal: rounded to cents, thousands grouped (`1,250.30`).
+pub(crate) fn money(value: Decimal) -> String {
     let rounded = value.round_dp(2);
     let text = format!("{rounded:.2}");
     let (sign, digits) = match text.strip_prefix('-') {
@@ -28,7 +29,8 @@ fn money(value: Decimal) -> String {
     format!("{sign}{grouped}.{frac}")
 }
 
-fn percent(value: Option<Decimal>) -> String {
+/// Formats a ratio as a percentage with one decimal (`72.0%`), `n/a` when absent.
+pub(crate) fn percent(value: Option<Decimal>) -> String {
     value.map_or_else(
         || "n/a".to_owned(),
         |v| format!("{:.1}%", (v * Decimal::ONE_HUNDRED).round_dp(1)),

@@ -10,7 +10,7 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::io::{self, IsTerminal};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
@@ -130,6 +130,12 @@ fn quoted(text: &str) -> String {
 impl ConfigArgs {
     /// Loads the file, then the environment, then these flags, and validates.
     fn load(&self) -> Result<Config, ConfigError> {
+        self.load_file(self.config.as_deref())
+    }
+
+    /// Loads `file` (instead of `--config`), then the environment, then these flags, and
+    /// validates: `replay --compare-config OLD` gets OLD with the same overrides as NEW.
+    fn load_file(&self, file: Option<&Path>) -> Result<Config, ConfigError> {
         let mut flags: Vec<(&str, String)> = Vec::new();
         if let Some(windows) = &self.windows {
             let list: Vec<String> = windows.iter().map(|w| quoted(w.trim())).collect();
@@ -153,7 +159,7 @@ impl ConfigArgs {
         if let Some(max) = self.max_customers {
             flags.push(("ledger.max_customers", max.to_string()));
         }
-        config::load(self.config.as_deref(), std::env::vars(), &flags)
+        config::load(file, std::env::vars(), &flags)
     }
 }
 
@@ -175,6 +181,17 @@ fn is_broken_pipe(error: &anyhow::Error) -> bool {
         cause
             .downcast_ref::<io::Error>()
             .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Returns `true` if the error is the command line's or the configuration's (exit code 2):
+/// `replay --compare-config` finds those only once both configurations are loaded.
+fn is_usage(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause.downcast_ref::<ConfigError>().is_some()
+            || cause
+                .downcast_ref::<replay::compare::UsageError>()
+                .is_some()
     })
 }
 
@@ -224,7 +241,22 @@ fn main() -> ExitCode {
         _ => None,
     };
     let result = match (&cli.command, config) {
-        (Command::Replay { replay, .. }, Some(config)) => replay::run(&config, replay),
+        (
+            Command::Replay {
+                replay,
+                config: args,
+            },
+            Some(config),
+        ) => match &replay.compare_config {
+            None => replay::run(&config, replay),
+            Some(old) => match args.load_file(Some(old)) {
+                Ok(old) => replay::compare::run(&old, &config, replay),
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    return ExitCode::from(2);
+                }
+            },
+        },
         (Command::CheckConfig(_), Some(config)) => {
             let web = web.map_or_else(
                 || "plain HTTP, no authentication".to_owned(),
@@ -246,6 +278,10 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
+        Err(error) if is_usage(&error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(2)
+        }
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
