@@ -209,15 +209,17 @@ def main():
         for customers in SIZES:
             ledger = WORK / f"ledger-{customers}.jsonl"
             stream = WORK / f"stream-{customers}.jsonl"
-            if not ledger.exists():
-                subprocess.run([BIN, "generate", "--customers", str(customers), "--days", "2",
-                                "--events-per-customer-day", "1", "--seed", "42", "--output", str(ledger)],
-                               check=True, capture_output=True)
-                # The stream: the same customers a few days later, other events.
-                subprocess.run([BIN, "generate", "--customers", str(customers), "--days", "1",
-                                "--events-per-customer-day", "1", "--seed", "43",
-                                "--end", "2026-01-03T00:00:00Z", "--output", str(stream)],
-                               check=True, capture_output=True)
+            # Both up to now, and run on the wall clock: the stream's events fall inside the
+            # windows without moving the watermark, as live events do (windows slide at
+            # bucket boundaries only).
+            subprocess.run([BIN, "generate", "--customers", str(customers), "--days", "2",
+                            "--events-per-customer-day", "1", "--seed", "42", "--end", "now",
+                            "--output", str(ledger)], check=True, capture_output=True)
+            needed = STREAM_RATE * (10 + 2 * WINDOW)
+            per_day = max(1, -(-int(needed) // customers))
+            subprocess.run([BIN, "generate", "--customers", str(customers), "--days", "1",
+                            "--events-per-customer-day", str(per_day), "--seed", "43", "--end", "now",
+                            "--output", str(stream)], check=True, capture_output=True)
             lines = sum(1 for _ in open(ledger, "rb"))
             size = {"customers": customers, "lines": lines, "budgets": []}
             suffix = f"{customers}-{os.getpid()}-{int(time.time())}"
@@ -232,8 +234,7 @@ group_id = "GROUP"
 [metrics]
 listen = "127.0.0.1:PORT"
 [ledger]
-clock = "event"
-max_future_skew = "7d"
+clock = "wall"
 [state]
 dir = "STATE"
 checkpoint_interval = "24h"

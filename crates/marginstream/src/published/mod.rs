@@ -188,7 +188,12 @@ impl Board {
             current: RwLock::new(Arc::new(Snapshot::empty(labels))),
             settings,
             exposition: Mutex::new(Exposition {
-                renderer: Renderer::new(RenderOptions::default()),
+                renderer: Renderer::new(RenderOptions {
+                    // One core stays with the loop: a scrape of millions of series must not
+                    // take every core from consumption (measured on 2 cores: rendering on
+                    // both stretched the loop's service passes to 15 ms).
+                    threads: RenderOptions::default().threads.saturating_sub(1).max(1),
+                }),
                 ..Exposition::default()
             }),
         }
