@@ -5,6 +5,8 @@
 //! - [`prometheus`]: the Prometheus text exposition format (`/metrics`, `replay --format
 //!   prometheus`).
 //! - [`openmetrics`]: the history of every gauge at each step of event time, for backfill.
+//! - [`selection`]: which per-customer series a rendering writes, everyone else summed into
+//!   `customer_id="__other__"` (contract section 7).
 //! - [`json`]: the same figures as exact decimal strings, for finance checks and tools.
 //! - [`table`]: a readable per-customer summary for a terminal.
 //! - [`error`]: the crate's one error type.
@@ -31,7 +33,9 @@ pub mod json;
 pub mod metrics;
 pub mod openmetrics;
 pub mod prometheus;
+pub mod selection;
 pub mod table;
 
 pub use error::ExporterError;
 pub use prometheus::{escape_label_value, render_prometheus, RenderOptions, Renderer};
+pub use selection::SeriesSelection;
