@@ -17,7 +17,7 @@ use marginstream_aggregator::{ClockMode, Engine, Prepared};
 use marginstream_consumer::kafka::TopicReader;
 use marginstream_consumer::{JsonlReader, LineBatch, Offset, Partition, ReaderOptions};
 use marginstream_exporter::openmetrics::HistoryWriter;
-use marginstream_exporter::ExporterError;
+use marginstream_exporter::{ExporterError, SeriesSelection};
 use marginstream_model::{Counters, DurationSpec, RejectReason, Rejection, Timestamp};
 use serde_json::json;
 use tracing::info;
@@ -153,7 +153,9 @@ impl History {
         if let Some(error) = self.error {
             return Err(error.into());
         }
-        Ok(self.writer.finish()?)
+        // Every customer, family and window: replay has no exposure budget (yet).
+        let everything = SeriesSelection::all(engine.labels().len());
+        Ok(self.writer.finish(&everything)?)
     }
 }
 
