@@ -3,6 +3,9 @@ SHELL := /bin/bash
 CARGO ?= cargo
 BIN := target/release/marginstream
 DEMO_DIR := target/demo
+# The end-to-end scripts' interpreter: the test virtualenv (prometheus-client, pinned and
+# hash-checked), installed by scripts/test-venv.sh when missing.
+E2E_PYTHON = $$(scripts/test-venv.sh)
 
 .DEFAULT_GOAL := help
 
@@ -19,14 +22,16 @@ lint: ## Check formatting and run clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-test: deps ## Run every test: unit, property, golden, CLI, live Kafka (Tansu), faults, promtool, backfill, dashboard, live alert, deploy files, independent check
+test: deps ## Run every test: unit, property, golden, CLI, live Kafka (Tansu), faults, promtool, reference parsers, backfill, dashboard, live alert, deploy files, independent check
 	scripts/broker.sh install >/dev/null
+	scripts/test-venv.sh >/dev/null
 	$(CARGO) build --workspace
 	$(CARGO) test --workspace
 	scripts/promtool-check.sh
-	python3 tests/e2e/backfill.py --binary target/debug/marginstream
-	python3 tests/e2e/dashboard.py --binary target/debug/marginstream
-	python3 tests/e2e/live_alert.py --binary target/debug/marginstream
+	$(E2E_PYTHON) tests/e2e/parsers.py --binary target/debug/marginstream
+	$(E2E_PYTHON) tests/e2e/backfill.py --binary target/debug/marginstream
+	$(E2E_PYTHON) tests/e2e/dashboard.py --binary target/debug/marginstream
+	$(E2E_PYTHON) tests/e2e/live_alert.py --binary target/debug/marginstream
 	scripts/check-deploy.sh
 	python3 tests/independent/check.py --binary target/debug/marginstream
 
