@@ -40,7 +40,6 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use marginstream_model::money::SLOTS;
 use marginstream_model::{CostFunction, Figures, GaugeView, Line, Timestamp, WindowFigures};
 use rust_decimal::Decimal;
 
@@ -193,7 +192,7 @@ impl StepSource {
     ) -> io::Result<()> {
         payload.clear();
         match self {
-            StepSource::Portfolio => put_figures(payload, view.portfolio()),
+            StepSource::Portfolio => put_figures(payload, windows_of(view.portfolio())),
             StepSource::Watermark => spool::put_decimal(
                 payload,
                 Decimal::from(view.watermark().unwrap_or(at).seconds),
@@ -213,29 +212,50 @@ const CUSTOMER_SUBJECT: Subject = Subject::Keyed("customer_id");
 /// How the `__other__` row is written.
 const OTHER_SUBJECT: Subject = Subject::Fixed("customer_id", OTHER_CUSTOMER_ID);
 
-/// Appends every window's figures, window after window, six decimals each (revenue, then
-/// the five margin costs: the slots of [`Figures`]).
-fn put_figures(out: &mut Vec<u8>, figures: WindowFigures<'_>) {
-    for window in 0..figures.len() {
-        for value in figures.window(window).0 {
+/// Appends every window's figures: one byte per window, the length of its figures, then
+/// window after window six decimals each (revenue, then the five margin costs: the slots of
+/// [`Figures`]). The lengths let a reader go straight to its window.
+fn put_figures(out: &mut Vec<u8>, windows: impl ExactSizeIterator<Item = Figures>) {
+    let lengths = out.len();
+    out.resize(lengths + windows.len(), 0);
+    for (window, figures) in windows.enumerate() {
+        let start = out.len();
+        for value in figures.0 {
             spool::put_decimal(out, value);
         }
+        out[lengths + window] =
+            u8::try_from(out.len() - start).expect("six decimals take at most 90 bytes");
     }
+}
+
+/// Returns the figures of every window, in label order.
+fn windows_of(figures: WindowFigures<'_>) -> impl ExactSizeIterator<Item = Figures> + '_ {
+    (0..figures.len()).map(move |window| figures.window(window))
+}
+
+/// Returns where window `window`'s figures start in a payload written by [`put_figures`]
+/// for `windows` windows.
+fn window_start(payload: &[u8], windows: usize, window: usize) -> io::Result<usize> {
+    let lengths = payload.get(..windows).ok_or_else(corrupt_figures)?;
+    Ok(windows
+        + lengths[..window]
+            .iter()
+            .map(|l| usize::from(*l))
+            .sum::<usize>())
 }
 
 /// Reads one decimal of a payload written by [`put_figures`]: line `slot` (0 revenue, 1 to
 /// 5 the costs) of window `window`. Reading one line, not the window's six, matters: it is
 /// done once per sample.
-fn get_line(payload: &[u8], window: usize, slot: usize) -> io::Result<Decimal> {
-    let mut pos = 0;
-    spool::skip_decimals(payload, &mut pos, window * SLOTS + slot).ok_or_else(corrupt_figures)?;
+fn get_line(payload: &[u8], windows: usize, window: usize, slot: usize) -> io::Result<Decimal> {
+    let mut pos = window_start(payload, windows, window)?;
+    spool::skip_decimals(payload, &mut pos, slot).ok_or_else(corrupt_figures)?;
     spool::get_decimal(payload, &mut pos).ok_or_else(corrupt_figures)
 }
 
 /// Reads the figures of window `window` from a payload written by [`put_figures`].
-fn get_window(payload: &[u8], window: usize) -> io::Result<Figures> {
-    let mut pos = 0;
-    spool::skip_decimals(payload, &mut pos, window * SLOTS).ok_or_else(corrupt_figures)?;
+fn get_window(payload: &[u8], windows: usize, window: usize) -> io::Result<Figures> {
+    let mut pos = window_start(payload, windows, window)?;
     let mut figures = Figures::default();
     for value in &mut figures.0 {
         *value = spool::get_decimal(payload, &mut pos).ok_or_else(corrupt_figures)?;
@@ -391,6 +411,7 @@ fn write_figure_family(
             continue;
         }
         family.subject.labels(key, labels)?;
+        let windows = family.windows.len();
         for (window, label) in family.windows.iter().enumerate() {
             if !family.window_on.get(window).copied().unwrap_or(false) {
                 continue;
@@ -399,7 +420,7 @@ fn write_figure_family(
                 0 => {
                     series_head(head, family.name, labels, Some(label), None);
                     reader.for_each_entry(|stamp, payload| {
-                        text.sample(head, get_line(payload, window, 0)?, stamp)
+                        text.sample(head, get_line(payload, windows, window, 0)?, stamp)
                     })?;
                 }
                 1 => {
@@ -409,14 +430,14 @@ fn write_figure_family(
                             .expect("margin cost functions are summed");
                         series_head(head, family.name, labels, Some(label), Some(function));
                         reader.for_each_entry(|stamp, payload| {
-                            text.sample(head, get_line(payload, window, slot)?, stamp)
+                            text.sample(head, get_line(payload, windows, window, slot)?, stamp)
                         })?;
                     }
                 }
                 position => {
                     series_head(head, family.name, labels, Some(label), None);
                     reader.for_each_entry(|stamp, payload| {
-                        let Some(ratios) = get_window(payload, window)?.ratios() else {
+                        let Some(ratios) = get_window(payload, windows, window)?.ratios() else {
                             return Ok(());
                         };
                         let value = match position {
@@ -573,7 +594,7 @@ impl HistoryWriter {
         for index in 0..view.customer_count() {
             let (id, figures) = view.customer(index);
             self.payload.clear();
-            put_figures(&mut self.payload, figures);
+            put_figures(&mut self.payload, windows_of(figures));
             self.customers
                 .push(id.as_bytes(), at.seconds, &self.payload)
                 .map_err(write_error)?;
@@ -706,9 +727,9 @@ fn sum_others(
 ) -> Result<Level, Failure> {
     let mut other = RunWriter::create(dir, "other", SMALL_BUFFER_BYTES)?;
     let mut scanner = RunScanner::open(customers, limits.buffer_bytes)?;
-    let mut sums = vec![Decimal::ZERO; window_count * SLOTS];
+    let mut sums = vec![Figures::default(); window_count];
     while let Some(at) = scanner.next_run()? {
-        sums.fill(Decimal::ZERO);
+        sums.fill(Figures::default());
         let mut summed = false;
         scanner.for_each_entry(|key, figures| -> Result<(), Failure> {
             let id = std::str::from_utf8(key).map_err(|_| corrupt_key())?;
@@ -716,8 +737,8 @@ fn sum_others(
                 return Ok(());
             }
             summed = true;
-            let mut pos = 0;
-            for sum in &mut sums {
+            let mut pos = window_start(figures, window_count, 0)?;
+            for sum in sums.iter_mut().flat_map(|window| &mut window.0) {
                 let value = spool::get_decimal(figures, &mut pos).ok_or_else(corrupt_figures)?;
                 *sum = exact_add(*sum, value).ok_or(Failure::InexactSum { at })?;
             }
@@ -725,9 +746,7 @@ fn sum_others(
         })?;
         if summed {
             payload.clear();
-            for sum in &sums {
-                spool::put_decimal(payload, *sum);
-            }
+            put_figures(payload, sums.iter().copied());
             other.push(b"", at, payload)?;
         }
     }
@@ -736,7 +755,7 @@ fn sum_others(
         scanner.buffer_bytes()
             + other.buffer_bytes()
             + payload.capacity()
-            + sums.capacity() * size_of::<Decimal>(),
+            + sums.capacity() * size_of::<Figures>(),
     );
     Ok(other.finish()?)
 }

@@ -414,6 +414,9 @@ struct Cursor {
     base: i64,
     /// The current entry.
     key: Vec<u8>,
+    /// Whether the current entry's key is the previous entry's (known from its coding, so
+    /// a walk of one key's entries compares no bytes).
+    same_key: bool,
     stamp: i64,
     payload: (usize, usize),
     offset: u64,
@@ -434,6 +437,7 @@ impl Cursor {
             end: 0,
             base: 0,
             key: Vec::new(),
+            same_key: false,
             stamp: 0,
             payload: (0, 0),
             offset: 0,
@@ -533,6 +537,7 @@ impl Cursor {
         let head = pos - self.at;
         self.ensure(remaining.min(head + suffix + 20))?;
         let mut pos = self.at + head;
+        self.same_key = shared == self.key.len() && suffix == 0;
         self.key.truncate(shared);
         self.key.extend_from_slice(&self.buf[pos..pos + suffix]);
         pos += suffix;
@@ -554,6 +559,11 @@ impl Cursor {
         self.at = start + length;
         self.done = false;
         Ok(())
+    }
+
+    /// Returns the offset past the current entry.
+    fn position(&self) -> u64 {
+        self.buf_offset + self.at as u64
     }
 
     fn payload(&self) -> &[u8] {
@@ -680,11 +690,23 @@ impl<'a> RunScanner<'a> {
 pub(crate) struct SeriesReader {
     spans: Vec<RunSpan>,
     cursors: Vec<Cursor>,
-    /// The current key, and the cursors holding it with where its entries start there.
+    /// The current key.
     key: Vec<u8>,
-    members: Vec<(usize, u64)>,
-    /// Whether the cursors are past the current key's entries.
-    passed: bool,
+    /// The cursors holding the current key.
+    members: Vec<Member>,
+    /// Whether a walk has found where the current key's entries end in every member.
+    walked: bool,
+}
+
+/// Where the current key's entries lie in one run.
+#[derive(Debug, Clone, Copy)]
+struct Member {
+    cursor: usize,
+    /// The first entry's offset.
+    start: u64,
+    /// Past the last entry, once a walk has found it: the walks after the first stop there
+    /// without decoding the entry that follows.
+    end: Option<u64>,
 }
 
 impl SeriesReader {
@@ -700,7 +722,7 @@ impl SeriesReader {
             cursors,
             key: Vec::new(),
             members: Vec::new(),
-            passed: true,
+            walked: true,
         };
         reader.rewind()?;
         Ok(reader)
@@ -712,17 +734,22 @@ impl SeriesReader {
             cursor.start_run(*span)?;
         }
         self.members.clear();
-        self.passed = true;
+        self.walked = true;
         Ok(())
     }
 
     /// Moves to the next key in ascending order and returns it, or `None` after the last.
     pub(crate) fn next_key(&mut self) -> io::Result<Option<&[u8]>> {
-        if !self.passed {
+        if !self.walked {
             self.for_each_entry(|_, _| Ok::<(), io::Error>(()))?;
         }
-        for (index, _) in self.members.drain(..) {
-            self.cursors[index].mark = None;
+        // Every member moves to the entry after the key's: decoded against the key itself,
+        // which is the key before it.
+        for member in self.members.drain(..) {
+            let cursor = &mut self.cursors[member.cursor];
+            cursor.mark = None;
+            let end = member.end.expect("a walk found where the entries end");
+            cursor.seek_entry(end, &self.key)?;
         }
         let Some(smallest) = self
             .cursors
@@ -738,10 +765,14 @@ impl SeriesReader {
         for (index, cursor) in self.cursors.iter_mut().enumerate() {
             if !cursor.done && cursor.key == self.key {
                 cursor.mark = Some(cursor.offset);
-                self.members.push((index, cursor.offset));
+                self.members.push(Member {
+                    cursor: index,
+                    start: cursor.offset,
+                    end: None,
+                });
             }
         }
-        self.passed = false;
+        self.walked = false;
         Ok(Some(&self.key))
     }
 
@@ -754,18 +785,30 @@ impl SeriesReader {
             cursors,
             key,
             members,
-            passed,
+            walked,
             ..
         } = self;
-        for &(index, start) in members.iter() {
-            let cursor = &mut cursors[index];
-            cursor.seek_entry(start, key)?;
-            while !cursor.done && cursor.key == *key {
+        for member in members.iter_mut() {
+            let cursor = &mut cursors[member.cursor];
+            cursor.seek_entry(member.start, key)?;
+            debug_assert!(cursor.key == *key, "a member's walk starts on its key");
+            loop {
                 visit(cursor.stamp, cursor.payload())?;
+                if member.end == Some(cursor.position()) {
+                    break;
+                }
                 cursor.advance()?;
+                if cursor.done || !cursor.same_key {
+                    member.end = Some(if cursor.done {
+                        cursor.end
+                    } else {
+                        cursor.offset
+                    });
+                    break;
+                }
             }
         }
-        *passed = true;
+        *walked = true;
         Ok(())
     }
 
