@@ -7,8 +7,8 @@
 # text). For each ledger, and each binary (this build, and with BEFORE=PATH that binary too,
 # e.g. a build of the writer before issue 14, measured in the same session):
 #  1. `replay --openmetrics-out`, RUNS (3) times, interleaved with the other binary and with
-#     a replay without history: medians; the history's write time is the difference of the
-#     two; the peak RSS;
+#     a replay without history: medians of wall and CPU time; the history's write time is
+#     the difference of the two; the peak RSS;
 #  2. `promtool tsdb create-blocks-from openmetrics` on the history, once (minutes: promtool
 #     reads the whole file once per 2h block), unless PROMTOOL=skip;
 #  3. the 25-customer history read by the reference OpenMetrics parser (prometheus_client,
@@ -47,13 +47,14 @@ writers=("after:$BIN")
 RESULTS=$WORK/results.txt
 : >"$RESULTS"
 
-# Runs a command, appending "wall-seconds peak-RSS-KiB" of it to stdout; fails with its log.
+# Runs a command and prints "wall-seconds peak-RSS-KiB CPU-seconds" of it; fails with its
+# log. CPU time (user + system) is the steadier figure when other work shares the cores.
 timed() {
-    if ! /usr/bin/time -f '%e %M' -o "$WORK/time.txt" "$@" >/dev/null 2>"$WORK/command.log"; then
+    if ! /usr/bin/time -f '%e %M %U %S' -o "$WORK/time.txt" "$@" >/dev/null 2>"$WORK/command.log"; then
         cat "$WORK/command.log" >&2
         exit 1
     fi
-    tail -1 "$WORK/time.txt"
+    awk '{ printf "%s %s %.2f\n", $1, $2, $3 + $4 }' "$WORK/time.txt" | tail -1
 }
 
 for case in "small:$SMALL:1h" "large:$LARGE:1d"; do
@@ -66,7 +67,7 @@ for case in "small:$SMALL:1h" "large:$LARGE:1d"; do
                 --rejected-out "$WORK/rejected.jsonl" --format json --output /dev/null \
                 --openmetrics-out "$WORK/$name-$label.om" --step "$step")
             echo "$name $label history $result" >>"$RESULTS"
-            echo "$name $step $label run $run: $result (seconds, KiB)"
+            echo "$name $step $label run $run: $result (wall s, peak KiB, CPU s)"
         done
         result=$(timed "$BIN" replay --input "$ledger" --progress never \
             --rejected-out "$WORK/rejected.jsonl" --format json --output /dev/null)
@@ -123,21 +124,25 @@ with open(out, "w") as f:
     else:
         f.write("Before (the writer of main before issue 14): not measured in this session "
                 "(`BEFORE=PATH` measures a binary); see docs/benchmarks.md. ")
-    f.write("Write time = replay with `--openmetrics-out` minus replay alone.\n\n")
-    f.write("| ledger | step | writer | samples | text MB | replay with history | write time | peak RSS MB | promtool create-blocks | reference parser |\n")
-    f.write("|---|---|---|---|---|---|---|---|---|---|\n")
+    f.write("Write time = replay with `--openmetrics-out` minus replay alone, wall and CPU "
+            "(user + system; steadier when other work shares the cores).\n\n")
+    f.write("| ledger | step | writer | samples | text MB | replay with history | write time (wall) | write time (CPU) | peak RSS MB | promtool create-blocks | reference parser |\n")
+    f.write("|---|---|---|---|---|---|---|---|---|---|---|\n")
     for name, title, step in cases:
         alone = median(name, "-", "alone")
+        alone_cpu = median(name, "-", "alone", 2)
         for label in labels:
             total = median(name, label, "history")
+            cpu = median(name, label, "history", 2)
             rss = median(name, label, "history", 1)
             samples = rows.get((name, label, "samples"), [[None]])[0][0]
             size = float(rows.get((name, label, "bytes"), [["0"]])[0][0]) / 1e6
             promtool = median(name, label, "promtool")
+            promtool_cpu = median(name, label, "promtool", 2)
             parser = " ".join(rows.get((name, label, "parser"), [["-"]])[0])
             f.write(f"| {title} | {step} | {label} | {samples} | {size:.0f} | {total:.2f} s | "
-                    f"{total - alone:.2f} s | {rss / 1024:.0f} | "
-                    f"{'%.0f s' % promtool if promtool is not None else 'skipped'} | {parser} |\n")
+                    f"{total - alone:.2f} s | {cpu - alone_cpu:.2f} s | {rss / 1024:.0f} | "
+                    f"{'%.0f s (CPU %.0f s)' % (promtool, promtool_cpu) if promtool is not None else 'skipped'} | {parser} |\n")
     f.write("\nReference parser: `prometheus_client.openmetrics.parser`, the samples it returns "
             "or the start of its error.\n")
 PY
