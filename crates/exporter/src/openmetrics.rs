@@ -31,8 +31,8 @@
 //! and customers: 64 runs read at once through 128 KiB each, plus 1 MiB of text (customer
 //! ids longer than 1 KiB add theirs). So 100k customers over 1000 steps take the same
 //! 9.3 MiB; the engine, and the selection's set of exposed ids, are the caller's. Disk: the
-//! spool, about 65 bytes per customer and step with four windows (2 % of the 3.1 kB of text
-//! they become; 6.5 GB for 100k customers over 1000 steps, against 310 GB of text), twice
+//! spool, about 70 bytes per customer and step with four windows (2 % of the 3.1 kB of text
+//! they become; 7 GB for 100k customers over 1000 steps, against 310 GB of text), twice
 //! while a merge level rewrites it (one level up to 4096 steps, two up to 262,144), removed
 //! at the end. A selection shrinks the text, not the spool.
 
