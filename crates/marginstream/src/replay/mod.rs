@@ -187,9 +187,16 @@ pub fn replay(config: &Config, args: &ReplayArgs) -> anyhow::Result<(Engine, Rep
         (Some(path), Some(step)) => {
             let step =
                 DurationSpec::parse(step).map_err(|error| anyhow::anyhow!("--step: {error}"))?;
-            Some(History {
-                writer: HistoryWriter::create(path)
+            let writer = HistoryWriter::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            let writer = match &config.publishing.segments {
+                Some(segments) => writer
+                    .with_segments(segments.clone())
                     .with_context(|| format!("cannot create {}", path.display()))?,
+                None => writer,
+            };
+            Some(History {
+                writer,
                 step_seconds: step.seconds(),
                 next: None,
                 error: None,
@@ -252,7 +259,7 @@ pub fn replay(config: &Config, args: &ReplayArgs) -> anyhow::Result<(Engine, Rep
     }
     let written = rejected.finish()?;
     if let (Some(history), Some(path)) = (history, &args.openmetrics_out) {
-        let snapshots = history.finish(&mut engine)?;
+        let snapshots = history.finish(&mut engine, &config.publishing.exposure)?;
         info!(snapshots, path = %path.display(), "history written");
     }
     let elapsed = started.elapsed();
