@@ -220,6 +220,8 @@ pub(super) struct Ledger {
     pub(super) pending: Vec<Event>,
     /// Events due, in order of arrival.
     pub(super) ready: VecDeque<Event>,
+    /// The live part of `--follow`, once the history is over.
+    pub(super) live: Option<Live>,
 }
 
 impl Ledger {
@@ -257,6 +259,7 @@ impl Ledger {
             next_seq: 0,
             pending: Vec::new(),
             ready: VecDeque::new(),
+            live: None,
         }
     }
 
@@ -264,9 +267,13 @@ impl Ledger {
     pub(super) fn next_event(&mut self) -> Option<Event> {
         loop {
             if let Some(event) = self.ready.pop_front() {
+                if let Some(live) = self.live.as_mut() {
+                    live.events += 1;
+                }
                 return Some(event);
             }
             if self.day < self.days {
+                self.before_live_day();
                 self.generate_day();
                 let day_end_ms = self.start_ms + (self.day + 1) * DAY_MS;
                 self.pending
