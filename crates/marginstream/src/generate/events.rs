@@ -266,6 +266,9 @@ impl Ledger {
     /// Returns the next good event in order of arrival, or `None` at the end of the ledger.
     pub(super) fn next_event(&mut self) -> Option<Event> {
         loop {
+            if self.live.is_some() {
+                self.swing_if_due();
+            }
             if let Some(event) = self.ready.pop_front() {
                 if let Some(live) = self.live.as_mut() {
                     live.events += 1;
@@ -273,7 +276,6 @@ impl Ledger {
                 return Some(event);
             }
             if self.day < self.days {
-                self.before_live_day();
                 self.generate_day();
                 let day_end_ms = self.start_ms + (self.day + 1) * DAY_MS;
                 self.pending

@@ -9,12 +9,14 @@
 //! real time and the ratios, not the amounts, are what to watch. Repeated lines of the live
 //! part repeat live lines only, so that the content does not depend on when it starts.
 //!
-//! The swing: about `--swing-after` into the live part, [`SWING_CUSTOMER`] gets an
-//! infrastructure bill worth [`SWING_BILL_DAYS`] days of its revenue, and its infrastructure
-//! costs stay [`SWING_INFRASTRUCTURE_FACTOR`] times higher from then on (a runaway workload).
+//! The swing: after `--swing-after` times `--rate` live events (so about `--swing-after` into
+//! the live part), [`SWING_CUSTOMER`] gets an infrastructure bill worth [`SWING_BILL_DAYS`]
+//! days of its revenue, and from the next day on its infrastructure costs are
+//! [`SWING_INFRASTRUCTURE_FACTOR`] times higher (a runaway workload).
 //! The bill makes its 7-day GM-M fall at once, by far more than the 5 points that
-//! `MarginstreamCustomerGmMarketDrop` alerts on, even with weeks' worth of live days already
-//! in the window; the lasting costs keep it down while the live days pile up.
+//! `MarginstreamCustomerGmMarketDrop` alerts on (about 35 points when the window holds a
+//! week, still over 10 with three weeks' worth of live days in it); the lasting costs keep it
+//! down while the live days pile up.
 
 #[allow(clippy::wildcard_imports)]
 use super::*;
@@ -23,7 +25,7 @@ use super::*;
 /// every ledger (by index; it exists when `--customers` exceeds it). Its history is untouched.
 pub const SWING_CUSTOMER: u32 = QUOTE_CUSTOMER;
 /// The bill at the swing is worth this many days of the customer's revenue.
-pub(super) const SWING_BILL_DAYS: i64 = 7;
+pub(super) const SWING_BILL_DAYS: i64 = 3;
 /// From the swing on, the customer's daily infrastructure cost is multiplied by this.
 pub(super) const SWING_INFRASTRUCTURE_FACTOR: i64 = 3;
 /// `--swing-after` when not given.
@@ -34,7 +36,7 @@ pub(super) const SWING_AFTER_DEFAULT: &str = "2m";
 pub(super) struct Live {
     /// Good events handed out since the live part began.
     pub(super) events: u64,
-    /// The swing comes with the first live day generated once `events` reaches this.
+    /// The swing comes when `events` reaches this.
     pub(super) swing_after_events: u64,
     pub(super) swung: bool,
 }
@@ -58,9 +60,10 @@ impl Ledger {
         });
     }
 
-    /// Counts a live event handed out; applies the swing before the first day generated
-    /// after `--swing-after`'s worth of events. Called before each day is generated.
-    pub(super) fn before_live_day(&mut self) {
+    /// Applies the swing once `--swing-after`'s worth of live events are handed out: the
+    /// bill becomes the next event, and the customer's later days cost more. Called before
+    /// each event is handed out.
+    pub(super) fn swing_if_due(&mut self) {
         let Some(live) = self.live.as_mut() else {
             return;
         };
@@ -72,11 +75,11 @@ impl Ledger {
         let Some(customer) = self.customers.get_mut(index) else {
             return;
         };
+        // From the next day generated on; the day being handed out keeps its costs.
         customer.daily[Kind::Infrastructure as usize] *= SWING_INFRASTRUCTURE_FACTOR;
         let bill = customer.revenue_daily * SWING_BILL_DAYS;
-        // Its own stream: the bill changes no other draw, so the rest of the day is as it
-        // would have been.
-        let mut rng = Rng::new(&[self.seed, STREAM_SWING, self.day as u64]);
+        // Its own stream: the bill changes no other draw.
+        let mut rng = Rng::new(&[self.seed, STREAM_SWING]);
         let day_start_ms = self.start_ms + self.day * DAY_MS;
         self.next_seq += 1;
         let mut event = draw_event(
@@ -87,9 +90,10 @@ impl Ledger {
             Kind::Infrastructure,
             bill,
         );
-        // The first event of the day, on time, tagged explicitly.
-        event.occurred_ms = day_start_ms;
-        event.arrival_ms = day_start_ms;
+        // On time (its stamp is the clock's), in cents, tagged explicitly.
+        event.arrival_ms = event.occurred_ms;
+        event.scale = 2;
+        event.amount = round_amount(bill, UNITS_PER_CENT);
         event.body = Body::Cost {
             function: Some(CostFunction::Infrastructure),
             category: Some(Category {
@@ -97,7 +101,7 @@ impl Ledger {
                 case: Case::Lower,
             }),
         };
-        self.pending.push(event);
+        self.ready.push_front(event);
     }
 }
 
