@@ -10,7 +10,9 @@ While the demo runs:
    `marginstream:segment_gm_market:ratio` for every window;
 4. the swing alert, MarginstreamCustomerGmMarketDrop, fires for acme "beta" (the backfilled
    week-ago baseline against the live swing), with a drop of more than 10 points;
-5. /metrics sums the customers beyond the budget into customer_id="__other__".
+5. /metrics sums the customers beyond the budget into customer_id="__other__";
+6. every query of the dashboard's "ACV tiers" row returns a series per tier, in every window,
+   from the live data (tests/e2e/dashboard.py runs them over backfilled history).
 Then the demo stops by itself (DEMO_SECONDS), exit status 0, every process it started gone.
 
 Usage: demo_smoke.py --binary target/debug/marginstream. Last line `demo-smoke: N passed,
@@ -18,6 +20,7 @@ M failed`; exit 1 on failure, or when prometheus/promtool cannot be installed.
 """
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -34,6 +37,7 @@ import dashboard as dash  # noqa: E402  (the dashboard test's helpers: Report, a
 import prom  # noqa: E402  (the shared Prometheus helpers)
 
 ROOT = Path(__file__).resolve().parents[2]
+DASHBOARD = ROOT / "deploy/grafana/dashboards/marginstream.json"
 SWING = 'acme "beta"'
 # Long enough for the startup (about 10 s with the debug binary), the swing 10 s into the
 # live part and a few evaluations after it.
@@ -102,6 +106,21 @@ def main():
         metrics = subprocess.run(["curl", "-fsS", f"http://{listen}/metrics"], capture_output=True,
                                  text=True).stdout
         report.check('customer_id="__other__"' in metrics, "/metrics has the __other__ row")
+
+        # 6. The dashboard's tier panels, live.
+        checked = 0
+        for panel in dash.all_panels(json.loads(DASHBOARD.read_text())):
+            for target in panel.get("targets") or []:
+                if "marginstream_segment_" not in target.get("expr", ""):
+                    continue
+                for window in ("24h", "7d", "30d", "all"):
+                    text, _ = dash.interpolate(target["expr"], {"window": window})
+                    result = dash.api(port, "query", query=text).get("data", {}).get("result", [])
+                    tiers = {r["metric"].get("segment") for r in result}
+                    checked += 1
+                    report.check(len(tiers) >= 3 and None not in tiers,
+                                 f"panel {panel.get('title')!r} ({window}): a series per tier, got {tiers}")
+        report.check(checked >= 20, f"the dashboard has tier panels ({checked} queries)")
     except Exception as error:  # noqa: BLE001 - report and fail, whatever broke
         report.check(False, f"ERROR {error}")
     finally:
