@@ -3,11 +3,12 @@
 //!
 //! After the history, the ledger goes on with days `days`, `days + 1`, ... drawn exactly as
 //! the history's days are (the same random streams, keyed by day), so the live content is
-//! deterministic for a seed; only the times come from the clock. A live day is written in a
-//! few seconds at `--rate`, not in a day: its events get the time at which they are written
-//! (less their lateness, for the 1 % that arrive late), so the windows fill faster than in
-//! real time and the ratios, not the amounts, are what to watch. Repeated lines of the live
-//! part repeat live lines only, so that the content does not depend on when it starts.
+//! deterministic for a seed; only the times come from the clock. A live day is written in
+//! seconds or minutes at `--rate`, not in a day: its events get the time at which they are
+//! written (less their lateness, for the 1 % that arrive late), so the windows fill faster
+//! than in real time and the ratios, not the amounts, are what to watch. Repeated lines of
+//! the live part repeat live lines only, so that the content does not depend on when it
+//! starts.
 //!
 //! The swing: after `--swing-after` times `--rate` live events (so about `--swing-after` into
 //! the live part), [`SWING_CUSTOMER`] gets an infrastructure bill worth [`SWING_BILL_DAYS`]
@@ -32,7 +33,7 @@ pub(super) const SWING_INFRASTRUCTURE_FACTOR: i64 = 3;
 pub(super) const SWING_AFTER_DEFAULT: &str = "2m";
 
 /// Where the live part stands.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(super) struct Live {
     /// Good events handed out since the live part began.
     pub(super) events: u64,

@@ -45,7 +45,7 @@
 //! Following. With `--follow` the ledger runs on after `--end` until the process is killed:
 //! the history is written at once, then the next days of the same ledger (the same streams,
 //! keyed by day, so the content is deterministic for a seed) at `--rate`, each event stamped
-//! with the wall clock as it is written. At `--rate` a live day lasts seconds, not a day, so
+//! with the wall clock as it is written. At `--rate` a live day lasts minutes, not a day, so
 //! the windows fill faster than in real time: amounts grow, ratios keep their level. After
 //! `--swing-after`, [`SWING_CUSTOMER`]'s infrastructure bill jumps, so that its 7-day GM-M
 //! falls far below a week ago at once, as `MarginstreamCustomerGmMarketDrop` watches for. The

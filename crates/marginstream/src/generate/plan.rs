@@ -118,7 +118,8 @@ fn follow_checks(args: &GenerateArgs, end_ms: i64) -> io::Result<u64> {
     }
     if args.customers == 0 || args.events_per_customer_day < 1.0 {
         return Err(invalid_input(format!(
-            "--follow needs --customers and --events-per-customer-day of at least 1, got {}              and {}",
+            "--follow needs --customers and --events-per-customer-day of at least 1, got {} \
+             and {}",
             args.customers, args.events_per_customer_day
         )));
     }
