@@ -22,7 +22,7 @@ lint: ## Check formatting and run clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-test: deps ## Run every test: unit, property, golden, CLI, live Kafka (Tansu), faults, promtool, reference parsers, backfill, dashboard, live alert, live budget, TLS and basic auth, deploy files, independent check
+test: deps ## Run every test: unit, property, golden, CLI, live Kafka (Tansu), faults, promtool, reference parsers, backfill, dashboard, live alert, live budget, demo, TLS and basic auth, deploy files, independent check
 	scripts/broker.sh install >/dev/null
 	scripts/test-venv.sh >/dev/null
 	$(CARGO) build --workspace
@@ -33,6 +33,7 @@ test: deps ## Run every test: unit, property, golden, CLI, live Kafka (Tansu), f
 	$(E2E_PYTHON) tests/e2e/dashboard.py --binary target/debug/marginstream
 	$(E2E_PYTHON) tests/e2e/live_alert.py --binary target/debug/marginstream
 	$(E2E_PYTHON) tests/e2e/live_budget.py --binary target/debug/marginstream
+	$(E2E_PYTHON) tests/e2e/demo_smoke.py --binary target/debug/marginstream
 	$(E2E_PYTHON) tests/e2e/web_auth.py --binary target/debug/marginstream
 	scripts/check-deploy.sh
 	python3 tests/independent/check.py --binary target/debug/marginstream
@@ -41,7 +42,7 @@ check-config: ## Validate every configuration file in config/
 	$(CARGO) build -p marginstream
 	@for f in config/*.toml; do echo "== $$f"; target/debug/marginstream check-config --config $$f > /dev/null || exit 1; done; echo "all configuration files are valid"
 
-demo: deps build ## Live: a local Tansu broker, a generated ledger streaming in, marginstream run with /metrics on 127.0.0.1:9898
+demo: deps build ## Live: Tansu, a ledger streaming on, marginstream run (/metrics, API on 127.0.0.1:9898), Prometheus (9090) with the rules
 	scripts/demo.sh
 
 replay-demo: build ## Generate a ledger and replay it, no Kafka needed: a table of the 30-day margins

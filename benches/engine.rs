@@ -27,6 +27,8 @@ fn ledger(customers: u32, days: u32, per_day: f64) -> Vec<Vec<u8>> {
         duplicate_share: 0.0,
         bad_share: 0.0,
         rate: 0,
+        follow: false,
+        swing_after: None,
         output: None,
     };
     let mut text = Vec::new();

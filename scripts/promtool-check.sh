@@ -6,16 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v promtool >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "promtool: installing Debian's prometheus package"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
-  else
-    echo "promtool is missing: install Debian's prometheus package (apt-get install prometheus)" >&2
-    exit 1
-  fi
-fi
+scripts/prometheus-install.sh
 promtool --version 2>&1 | head -1
 
 promtool check rules deploy/prometheus/rules/*.yml

@@ -51,6 +51,8 @@ fn ledger(seed: u64, customers: u32, days: u32, bad_share: f64) -> Vec<Vec<u8>> 
         duplicate_share: 0.03,
         bad_share,
         rate: 0,
+        follow: false,
+        swing_after: None,
         output: None,
     };
     let mut text = Vec::new();

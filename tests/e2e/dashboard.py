@@ -11,7 +11,8 @@ package), as tests/e2e/backfill.py does for the gauges.
    project's rule file loaded (rule_files). Recording rules are not evaluated over backfilled
    history, which is why the dashboard reads raw gauges only; the portfolio GM-M, GM-O and drag
    queries are compared instead with the recording rules' own expressions (expanded from
-   /api/v1/rules) and with the exporter's portfolio ratio gauges, at every step.
+   /api/v1/rules) and with the exporter's portfolio ratio gauges, at every step, and those by
+   ACV tier with the tier rules and gauges, tier by tier.
 3. Substitute the variables as Grafana's Prometheus data source does ($window: every option;
    $customer: a plain id and every id with a quote, a backslash or a non-ASCII character, escaped
    like Grafana: backslash doubled; $__rate_interval: 5m; $__interval: 1h) and run every target
@@ -72,6 +73,14 @@ PORTFOLIO_RATIOS = {
     "GM-O": ("marginstream:portfolio_gm_operating:ratio", "marginstream_portfolio_gm_operating_ratio"),
     "Services drag": ("marginstream:portfolio_services_drag:ratio",
                       "marginstream_portfolio_services_drag_ratio"),
+}
+# A ratio by ACV tier, by its panel's title: the recording rule and the exporter gauge it equals,
+# tier by tier.
+SEGMENT_RATIOS = {
+    "GM-M by tier": ("marginstream:segment_gm_market:ratio", "marginstream_segment_gm_market_ratio"),
+    "GM-O by tier": ("marginstream:segment_gm_operating:ratio", "marginstream_segment_gm_operating_ratio"),
+    "Services drag by tier": ("marginstream:segment_services_drag:ratio",
+                              "marginstream_segment_services_drag_ratio"),
 }
 
 GM_TITLE = re.compile(r"\bGM-[MO]\b")
@@ -285,6 +294,12 @@ def by_time(result):
     return {int(float(t)): float(v) for t, v in result[0]["values"]} if len(result) == 1 else None
 
 
+def by_segment(result):
+    """{segment: {time: value}} of a range result with one series per segment."""
+    return {series["metric"].get("segment"): {int(float(t)): float(v) for t, v in series["values"]}
+            for series in result}
+
+
 def first_seen(port, customer, start, end):
     """The first step at which the customer has a revenue sample."""
     selector = f"marginstream_revenue{{customer_id='{prometheus_regular_escape(customer)}'}}"
@@ -349,7 +364,7 @@ def main():
         groups = api(port, "rules")["data"]["groups"]
         rules = {r["name"]: r["query"] for g in groups for r in g["rules"] if r["type"] == "recording"}
         report.check({"marginstream-recording", "marginstream-alerts"} <= {g["name"] for g in groups}
-                     and all(name in rules for name, _ in PORTFOLIO_RATIOS.values()),
+                     and all(name in rules for name, _ in [*PORTFOLIO_RATIOS.values(), *SEGMENT_RATIOS.values()]),
                      f"rule groups not loaded from {RULES}: {[g['name'] for g in groups]}")
 
         # What the variables offer, queried as Grafana does.
@@ -452,6 +467,23 @@ def main():
                             report.check(
                                 ours is not None and theirs is not None and ours.keys() == theirs.keys()
                                 and all(close(ours[t], theirs[t]) for t in ours),
+                                f"{what}: differs from the {source} over the range")
+                    # Ratios by tier equal the tier recording rules' expressions and the exporter's
+                    # tier gauges, tier by tier.
+                    title = panel.get("title")
+                    if "marginstream_segment_" in expr and title in SEGMENT_RATIOS and "window" in variables:
+                        rule, gauge = SEGMENT_RATIOS[title]
+                        window = variables["window"]
+                        ours = by_segment(result)
+                        for other, source in ((expand_rules(rule, rules), f"rule {rule}"),
+                                              (f'{gauge}{{window="{window}"}}', f"gauge {gauge}")):
+                            got = api(port, "query_range", query=other, start=start, end=end, step=STEP)
+                            theirs = by_segment([s for s in got["data"]["result"]
+                                                 if s["metric"].get("window") == window])
+                            report.check(
+                                ours.keys() == theirs.keys()
+                                and all(ours[k].keys() == theirs[k].keys()
+                                        and all(close(ours[k][t], theirs[k][t]) for t in ours[k]) for k in ours),
                                 f"{what}: differs from the {source} over the range")
                 if offset_per_customer and not live:
                     report.check(bool(with_data), f"{name} {target['refId']}: no data for any customer")

@@ -220,6 +220,8 @@ pub(super) struct Ledger {
     pub(super) pending: Vec<Event>,
     /// Events due, in order of arrival.
     pub(super) ready: VecDeque<Event>,
+    /// The live part of `--follow`, once the history is over.
+    pub(super) live: Option<Live>,
 }
 
 impl Ledger {
@@ -257,13 +259,20 @@ impl Ledger {
             next_seq: 0,
             pending: Vec::new(),
             ready: VecDeque::new(),
+            live: None,
         }
     }
 
     /// Returns the next good event in order of arrival, or `None` at the end of the ledger.
     pub(super) fn next_event(&mut self) -> Option<Event> {
         loop {
+            if self.live.is_some() {
+                self.swing_if_due();
+            }
             if let Some(event) = self.ready.pop_front() {
+                if let Some(live) = self.live.as_mut() {
+                    live.events += 1;
+                }
                 return Some(event);
             }
             if self.day < self.days {

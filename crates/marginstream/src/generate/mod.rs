@@ -9,6 +9,8 @@
 //! - [`GenerateArgs`] and [`generate`]: the command's options and its one entry point.
 //! - `Plan`: the validated options. `Ledger`: the good events, a day at a time, in order of
 //!   arrival. `Noise`: duplicates and bad lines. `Output`: buffering and `--rate` pacing.
+//! - `live`: what `--follow` adds after the history: wall-clock stamps and the swing of
+//!   [`SWING_CUSTOMER`].
 //! - Formatting helpers write JSON straight into a reused line buffer.
 //!
 //! # Design decisions
@@ -40,6 +42,15 @@
 //! [`REFUND_CUSTOMER`]. About half of the costs carry an explicit `cost_function`; the others
 //! only a `category` of the default taxonomy, sometimes in mixed case.
 //!
+//! Following. With `--follow` the ledger runs on after `--end` until the process is killed:
+//! the history is written at once, then the next days of the same ledger (the same streams,
+//! keyed by day, so the content is deterministic for a seed) at `--rate`, each event stamped
+//! with the wall clock as it is written. At `--rate` a live day lasts minutes, not a day, so
+//! the windows fill faster than in real time: amounts grow, ratios keep their level. After
+//! `--swing-after`, [`SWING_CUSTOMER`]'s infrastructure bill jumps, so that its 7-day GM-M
+//! falls far below a week ago at once, as `MarginstreamCustomerGmMarketDrop` watches for. The
+//! output without `--follow` is unchanged, and it is the exact beginning of the output with it.
+//!
 //! Bad lines cover, evenly, every rejection reason that a file can produce with the default
 //! configuration (all but `customer_limit`), each with its own `event_id` that no good event
 //! uses, and each otherwise valid so that it is rejected for exactly its intended reason.
@@ -47,6 +58,7 @@
 mod business;
 mod events;
 mod format;
+mod live;
 mod noise;
 mod output;
 mod plan;
@@ -63,13 +75,15 @@ use std::path::PathBuf;
 use anyhow::Context;
 use tracing::info;
 
-use marginstream_model::{CostFunction, RevenueType};
+use marginstream_model::{CostFunction, DurationSpec, RevenueType};
 use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
 
 use business::*;
 use events::*;
 use format::*;
+pub use live::SWING_CUSTOMER;
+use live::*;
 use noise::*;
 use output::*;
 use plan::*;
@@ -101,8 +115,18 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 0.0)]
     pub bad_share: f64,
     /// Emit at most this many events per second (0 = as fast as possible), for streaming demos.
+    /// With --follow, only the live part is paced.
     #[arg(long, default_value_t = 0)]
     pub rate: u64,
+    /// After the history up to --end, keep generating until killed: the next days of the same
+    /// ledger, each event stamped with the wall clock as it is written, at --rate (required).
+    /// The history is written at once; --end must not be after the wall clock.
+    #[arg(long)]
+    pub follow: bool,
+    /// With --follow: the infrastructure bill of the swing customer (acme "beta") jumps after
+    /// about this long of the live part at --rate, e.g. 90s or 5m (default 2m).
+    #[arg(long, value_name = "DURATION", requires = "follow")]
+    pub swing_after: Option<String>,
     /// Write to this file instead of stdout.
     #[arg(long, short)]
     pub output: Option<PathBuf>,
@@ -138,13 +162,23 @@ impl fmt::Display for GenerateStats {
 /// Writes through a buffer at full speed, or, with `args.rate > 0`, in bursts flushed about
 /// 20 times a second. `args.output` is ignored: the caller chose `out`.
 ///
+/// With `args.follow`, writes the history at full speed, then the live part at `args.rate`
+/// until writing to `out` fails (a closed pipe, for example): it returns only with an error.
+///
 /// # Errors
 ///
 /// An error of kind `InvalidInput` for an `end` that is neither RFC 3339 nor `now`, a share
-/// outside `0..1` (or two shares adding up to 1 or more), or a ledger outside the years
-/// 1970-9998; otherwise the first error of `out`.
+/// outside `0..1` (or two shares adding up to 1 or more), a ledger outside the years
+/// 1970-9998, or, with `follow`, no rate, no customers or events, an `end` after the wall
+/// clock or a bad `swing_after`; otherwise the first error of `out`.
 pub fn generate(args: &GenerateArgs, out: &mut dyn Write) -> io::Result<GenerateStats> {
-    generate_with(args, out, |_| {})
+    generate_with(args, out, |_| {}, &mut wall_clock_ms)
+}
+
+/// Returns the wall clock in Unix milliseconds, the stamp of a live event.
+fn wall_clock_ms() -> i64 {
+    let now = crate::clock::wall_clock();
+    now.seconds * SECOND_MS + i64::from(now.nanos / 1_000_000)
 }
 
 /// `marginstream generate`: the ledger to `args.output`, or to standard output, where a
@@ -183,61 +217,87 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// [`generate`], calling `on_bad` with the intended reason of each bad line, in order.
+/// [`generate`], calling `on_bad` with the intended reason of each bad line, in order, and
+/// stamping the live events of `--follow` with `clock` (Unix milliseconds).
 fn generate_with(
     args: &GenerateArgs,
     out: &mut dyn Write,
-    mut on_bad: impl FnMut(BadReason),
+    on_bad: impl FnMut(BadReason),
+    clock: &mut dyn FnMut() -> i64,
 ) -> io::Result<GenerateStats> {
-    let plan = Plan::from_args(args)?;
-    let mut ledger = Ledger::new(&plan);
-    let mut noise = Noise::new(&plan);
-    let mut out = Output::new(out, plan.rate);
+    write_ledger(&Plan::from_args(args)?, out, on_bad, clock)
+}
+
+/// Writes the ledger of `plan`: the work of [`generate_with`].
+fn write_ledger(
+    plan: &Plan,
+    out: &mut dyn Write,
+    mut on_bad: impl FnMut(BadReason),
+    clock: &mut dyn FnMut() -> i64,
+) -> io::Result<GenerateStats> {
+    let mut ledger = Ledger::new(plan);
+    let mut noise = Noise::new(plan);
+    // Following, the history is the past: nothing to wait for, only the live part is paced.
+    let mut out = Output::new(out, if plan.follow { 0 } else { plan.rate });
     let mut stats = GenerateStats::default();
     let mut line = Vec::with_capacity(1024);
     let mut scratch = Vec::with_capacity(128);
     // Stream time: the arrival time of the latest good event, which dates the noise.
     let mut now_ms = plan.start_ms;
     let noisy = plan.duplicate_ppm + plan.bad_ppm > 0;
+    // Once without --follow. With it, the history, then the live part, which never ends.
     loop {
-        if noisy {
-            let draw = noise.rng.below(PER_MILLION);
-            if draw < plan.duplicate_ppm {
-                // Without an earlier line close enough in time, the slot takes a good event.
-                if let Some(duplicate) = noise.pick_duplicate(now_ms) {
-                    out.line(duplicate)?;
+        loop {
+            if noisy {
+                let draw = noise.rng.below(PER_MILLION);
+                if draw < plan.duplicate_ppm {
+                    // Without an earlier line close enough in time, the slot takes a good event.
+                    if let Some(duplicate) = noise.pick_duplicate(now_ms) {
+                        out.line(duplicate)?;
+                        stats.lines += 1;
+                        stats.duplicates += 1;
+                        continue;
+                    }
+                } else if draw < plan.duplicate_ppm + plan.bad_ppm {
+                    let reason = noise.bad_line(&ledger, now_ms, stats.lines, &mut line);
+                    on_bad(reason);
+                    out.line(&line)?;
                     stats.lines += 1;
-                    stats.duplicates += 1;
+                    stats.bad += 1;
                     continue;
                 }
-            } else if draw < plan.duplicate_ppm + plan.bad_ppm {
-                let reason = noise.bad_line(&ledger, now_ms, stats.lines, &mut line);
-                on_bad(reason);
-                out.line(&line)?;
-                stats.lines += 1;
-                stats.bad += 1;
-                continue;
+            }
+            let Some(mut event) = ledger.next_event() else {
+                break;
+            };
+            if ledger.is_live() {
+                event = restamp(event, clock());
+            }
+            now_ms = event.arrival_ms;
+            write_event(&ledger, &event, &mut line, &mut scratch);
+            out.line(&line)?;
+            stats.lines += 1;
+            stats.events += 1;
+            if plan.duplicate_ppm > 0 {
+                noise.remember(&event, &line, stats.events);
             }
         }
-        let Some(event) = ledger.next_event() else {
-            break;
-        };
-        now_ms = event.arrival_ms;
-        write_event(&ledger, &event, &mut line, &mut scratch);
-        out.line(&line)?;
-        stats.lines += 1;
-        stats.events += 1;
-        if plan.duplicate_ppm > 0 {
-            noise.remember(&event, &line, stats.events);
+        // A ledger long enough gets at least one oversized line even with a tiny --bad-share.
+        if plan.bad_ppm > 0 && stats.lines >= OVERSIZED_LINES_MIN && noise.oversized_lines == 0 {
+            noise.write_bad(&ledger, now_ms, BadReason::Oversized, &mut line);
+            on_bad(BadReason::Oversized);
+            out.line(&line)?;
+            stats.lines += 1;
+            stats.bad += 1;
         }
-    }
-    // A ledger long enough gets at least one oversized line even with a tiny --bad-share.
-    if plan.bad_ppm > 0 && stats.lines >= OVERSIZED_LINES_MIN && noise.oversized_lines == 0 {
-        noise.write_bad(&ledger, now_ms, BadReason::Oversized, &mut line);
-        on_bad(BadReason::Oversized);
-        out.line(&line)?;
-        stats.lines += 1;
-        stats.bad += 1;
+        if !plan.follow || ledger.is_live() {
+            break;
+        }
+        ledger.go_live(plan);
+        // Live lines repeat live lines only: which history lines are recent enough to repeat
+        // would depend on when the live part starts.
+        noise.forget();
+        out.pace(plan.rate);
     }
     out.finish()?;
     debug_assert_eq!(stats.lines, stats.events + stats.duplicates + stats.bad);
@@ -286,6 +346,7 @@ const NEW_CUSTOMER: u32 = 5;
 /// A customer whose cloud credits end mid-ledger, so that its GM-M drops with no business
 /// change.
 const CREDIT_CUSTOMER: u32 = 6;
+// The customer whose margin swings in the live part of --follow: [`SWING_CUSTOMER`].
 /// Customer ids that need escaping in JSON and in Prometheus label values, or are not ASCII.
 pub const SPECIAL_IDS: [(u32, &str); 3] = [
     (QUOTE_CUSTOMER, "acme \"beta\""),

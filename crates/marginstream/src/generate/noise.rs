@@ -78,6 +78,12 @@ impl Noise {
         }
     }
 
+    /// Forgets the good lines kept for duplicates.
+    pub(super) fn forget(&mut self) {
+        self.recent.clear();
+        self.sampled.clear();
+    }
+
     /// Keeps a good line for later duplicates; `good_count` counts good lines so far.
     pub(super) fn remember(&mut self, event: &Event, line: &[u8], good_count: u64) {
         let mut slot = if self.recent.len() == RECENT_LINES {

@@ -19,6 +19,12 @@ impl<'a> Output<'a> {
         }
     }
 
+    /// Paces the lines from now on at `rate` lines per second (0: no limit), as if the
+    /// output had just started.
+    pub(super) fn pace(&mut self, rate: u64) {
+        self.pacer = Pacer::new(rate);
+    }
+
     pub(super) fn line(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.writer.write_all(bytes)?;
         self.writer.write_all(b"\n")?;

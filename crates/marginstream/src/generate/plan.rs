@@ -16,6 +16,10 @@ pub(super) struct Plan {
     pub(super) duplicate_ppm: u64,
     pub(super) bad_ppm: u64,
     pub(super) rate: u64,
+    /// `--follow`: a live part after the history.
+    pub(super) follow: bool,
+    /// Live events before the swing: `--swing-after` at `--rate`.
+    pub(super) swing_after_events: u64,
 }
 
 pub(super) fn invalid_input(message: String) -> io::Error {
@@ -84,6 +88,11 @@ impl Plan {
                 args.duplicate_share, args.bad_share
             )));
         }
+        let swing_after_events = if args.follow {
+            follow_checks(args, end_ms)?
+        } else {
+            0
+        };
         Ok(Plan {
             seed: args.seed,
             customers: args.customers,
@@ -93,6 +102,41 @@ impl Plan {
             duplicate_ppm,
             bad_ppm,
             rate: args.rate,
+            follow: args.follow,
+            swing_after_events,
         })
     }
+}
+
+/// Checks the options that `--follow` needs; returns the number of live events before the
+/// swing.
+fn follow_checks(args: &GenerateArgs, end_ms: i64) -> io::Result<u64> {
+    if args.rate == 0 {
+        return Err(invalid_input(
+            "--follow needs --rate above 0: the live part runs until killed".to_owned(),
+        ));
+    }
+    if args.customers == 0 || args.events_per_customer_day < 1.0 {
+        return Err(invalid_input(format!(
+            "--follow needs --customers and --events-per-customer-day of at least 1, got {} \
+             and {}",
+            args.customers, args.events_per_customer_day
+        )));
+    }
+    // The live part is stamped with the wall clock, after the history: a history ending in
+    // the future would put events out of order, and some beyond what consumers accept.
+    let now = OffsetDateTime::now_utc();
+    if end_ms > (now.unix_timestamp_nanos() / 1_000_000) as i64 {
+        return Err(invalid_input(format!(
+            "--follow needs --end at or before the wall clock, got {}",
+            args.end
+        )));
+    }
+    let text = args.swing_after.as_deref().unwrap_or(SWING_AFTER_DEFAULT);
+    let swing_after = DurationSpec::parse(text).map_err(|_| {
+        invalid_input(format!(
+            "--swing-after must be a duration such as 90s or 5m, got {text:?}"
+        ))
+    })?;
+    Ok((swing_after.seconds() as u64).saturating_mul(args.rate))
 }

@@ -16,6 +16,7 @@ pub(super) const STREAM_PROFILE: u64 = 1;
 pub(super) const STREAM_CUSTOMER_DAY: u64 = 2;
 pub(super) const STREAM_SHARED_DAY: u64 = 3;
 pub(super) const STREAM_NOISE: u64 = 4;
+pub(super) const STREAM_SWING: u64 = 5;
 
 /// xoshiro256** 1.0 (Blackman and Vigna, 2018, public domain): 256 bits of state, period
 /// 2^256 - 1, passes BigCrush. Written out here because `rand`'s `StdRng` may change between

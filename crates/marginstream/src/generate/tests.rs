@@ -19,6 +19,8 @@ fn args(customers: u32, days: u32) -> GenerateArgs {
         duplicate_share: 0.0,
         bad_share: 0.0,
         rate: 0,
+        follow: false,
+        swing_after: None,
         output: None,
     }
 }
@@ -27,8 +29,13 @@ fn args(customers: u32, days: u32) -> GenerateArgs {
 fn ledger(args: &GenerateArgs) -> (GenerateStats, String, Vec<BadReason>) {
     let mut bytes = Vec::new();
     let mut reasons = Vec::new();
-    let stats = generate_with(args, &mut bytes, |reason| reasons.push(reason))
-        .expect("valid options and an in-memory output cannot fail");
+    let stats = generate_with(
+        args,
+        &mut bytes,
+        |reason| reasons.push(reason),
+        &mut wall_clock_ms,
+    )
+    .expect("valid options and an in-memory output cannot fail");
     let text = String::from_utf8(bytes).expect("every line is UTF-8");
     assert!(text.ends_with('\n') || text.is_empty());
     assert_eq!(text.lines().count() as u64, stats.lines);
@@ -551,7 +558,20 @@ fn noise_only_inserts_lines() {
 #[test]
 fn rejects_invalid_options() {
     type Change = fn(&mut GenerateArgs);
-    let cases: [(Change, &str); 8] = [
+    let cases: [(Change, &str); 12] = [
+        (|a| a.follow = true, "--rate"),
+        (
+            |a| (a.follow, a.rate, a.customers) = (true, 10, 0),
+            "--customers",
+        ),
+        (
+            |a| (a.follow, a.rate, a.end) = (true, 10, "2999-01-01T00:00:00Z".to_owned()),
+            "--end",
+        ),
+        (
+            |a| (a.follow, a.rate, a.swing_after) = (true, 10, Some("soon".to_owned())),
+            "--swing-after",
+        ),
         (|a| a.end = "yesterday".to_owned(), "--end"),
         (|a| a.end = "2026-01-01T00:00:00".to_owned(), "--end"),
         (|a| a.duplicate_share = 1.5, "--duplicate-share"),
@@ -645,5 +665,256 @@ fn formats_amounts_and_timestamps() {
     assert_eq!(
         json_string("north\\east \"x\"\u{7}"),
         r#""north\\east \"x\"\u0007""#
+    );
+}
+
+/// A writer that takes `lines_max` lines (and what it is given with the last one), then fails
+/// as a closed pipe does: the only way a `--follow` ledger ends.
+struct ClosingPipe {
+    bytes: Vec<u8>,
+    lines_max: usize,
+}
+
+impl Write for ClosingPipe {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.bytes.iter().filter(|b| **b == b'\n').count() >= self.lines_max {
+            return Err(io::ErrorKind::BrokenPipe.into());
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The lines `--follow` writes until the pipe closes after about `lines_max` lines, every
+/// line whole, with the intended reason of each bad line; `clock` stamps the live part.
+fn follow(
+    args: &GenerateArgs,
+    lines_max: usize,
+    clock: &mut dyn FnMut() -> i64,
+) -> (Vec<String>, Vec<BadReason>) {
+    follow_plan(&Plan::from_args(args).unwrap(), lines_max, clock)
+}
+
+/// [`follow`] for a plan.
+fn follow_plan(
+    plan: &Plan,
+    lines_max: usize,
+    clock: &mut dyn FnMut() -> i64,
+) -> (Vec<String>, Vec<BadReason>) {
+    let mut pipe = ClosingPipe {
+        bytes: Vec::new(),
+        lines_max,
+    };
+    let mut reasons = Vec::new();
+    let error = write_ledger(plan, &mut pipe, |reason| reasons.push(reason), clock)
+        .expect_err("a followed ledger ends only when its output fails");
+    assert_eq!(error.kind(), io::ErrorKind::BrokenPipe);
+    let text = String::from_utf8(pipe.bytes).expect("every line is UTF-8");
+    let whole = &text[..text.rfind('\n').expect("some lines") + 1];
+    let lines: Vec<String> = whole.lines().map(str::to_owned).collect();
+    assert!(lines.len() >= lines_max, "{} lines", lines.len());
+    (lines, reasons)
+}
+
+/// `args` followed: as fast as the test can take it (a rate this high never waits).
+fn followed(mut args: GenerateArgs, swing_after: &str) -> GenerateArgs {
+    args.follow = true;
+    args.rate = 1_000_000_000;
+    args.swing_after = Some(swing_after.to_owned());
+    args
+}
+
+/// A clock that starts at `start_ms` and moves on 7 ms each time it is read.
+fn ticking(start_ms: i64) -> impl FnMut() -> i64 {
+    let mut now = start_ms - 7;
+    move || {
+        now += 7;
+        now
+    }
+}
+
+const END_MS: i64 = 1_767_225_600_000;
+
+/// Shows that `--follow` writes the ledger without it, byte for byte, then runs on: good
+/// live lines follow the contract, with ids no earlier line used, stamped with the clock
+/// (less their lateness, at most four hours), and bad lines keep their intended reasons.
+#[test]
+fn follow_writes_the_history_then_runs_on() {
+    let mut noisy = args(25, 4);
+    noisy.duplicate_share = 0.02;
+    noisy.bad_share = 0.02;
+    let (history_stats, history, history_reasons) = ledger(&noisy);
+    let live_start_ms = END_MS + HOUR_MS;
+    let mut clock = ticking(live_start_ms);
+    let (lines, reasons) = follow(
+        &followed(noisy, "2m"),
+        history_stats.lines as usize + 6_000,
+        &mut clock,
+    );
+    let live_end_ms = clock();
+    let (past, live) = lines.split_at(history_stats.lines as usize);
+    assert!(
+        past.iter().map(String::as_str).eq(history.lines()),
+        "the history differs"
+    );
+    assert_eq!(reasons[..history_reasons.len()], history_reasons[..]);
+    let live_reasons = &reasons[history_reasons.len()..];
+    let bad: Vec<&String> = live
+        .iter()
+        .filter(|line| classify(line).is_some())
+        .collect();
+    assert!(!live_reasons.is_empty(), "the live part has bad lines too");
+    for (line, reason) in bad.iter().zip(live_reasons) {
+        assert_eq!(classify(line), Some(reason.as_str()), "{line}");
+    }
+    let mut ids: HashSet<String> = past
+        .iter()
+        .filter(|line| classify(line).is_none())
+        .map(|line| serde_json::from_str::<Value>(line).unwrap()["event_id"].to_string())
+        .collect();
+    let (mut good, mut repeats, mut late) = (0, 0, 0);
+    let start = OffsetDateTime::from_unix_timestamp(live_start_ms / 1_000).unwrap();
+    let end = OffsetDateTime::from_unix_timestamp(live_end_ms / 1_000 + 1).unwrap();
+    for line in live.iter().filter(|line| classify(line).is_none()) {
+        let event: Value = serde_json::from_str(line).unwrap();
+        if !ids.insert(event["event_id"].to_string()) {
+            repeats += 1;
+            continue;
+        }
+        good += 1;
+        let occurred = instant(&event);
+        assert!(occurred < end, "{line}");
+        if occurred < start {
+            late += 1;
+            assert!(occurred >= start - time::Duration::hours(4), "{line}");
+        }
+    }
+    assert!(
+        good > 5_000 && repeats > 0 && late > 0,
+        "{good} {repeats} {late}"
+    );
+}
+
+/// Shows that the live part is deterministic for a seed apart from its times: two runs
+/// stamped by clocks months apart, at the same pace, differ only in `occurred_at`.
+#[test]
+fn follow_is_deterministic_apart_from_times() {
+    let mut noisy = args(12, 3);
+    noisy.duplicate_share = 0.02;
+    noisy.bad_share = 0.02;
+    let noisy = followed(noisy, "1s");
+    let (first, _) = follow(&noisy, 4_000, &mut ticking(END_MS + HOUR_MS));
+    let (second, _) = follow(&noisy, 4_000, &mut ticking(END_MS + 90 * DAY_MS));
+    let n = first.len().min(second.len());
+    assert_ne!(first[n - 1], second[n - 1], "the times differ");
+    for (a, b) in first[..n].iter().zip(&second[..n]) {
+        if classify(a) == Some("malformed_json") {
+            // Cut from a line with a time in it: its length, and so the cut, follows the time.
+            assert_eq!(classify(b), Some("malformed_json"), "{b}");
+            continue;
+        }
+        assert_eq!(mask_occurred_at(a), mask_occurred_at(b));
+    }
+}
+
+/// Returns the line with the value of `occurred_at` replaced by `T`.
+fn mask_occurred_at(line: &str) -> String {
+    match line.find("\"occurred_at\":") {
+        Some(at) => {
+            let value = at + "\"occurred_at\":".len();
+            let rest = &line[value..];
+            let end = rest.find(',').unwrap_or(rest.len());
+            format!("{}T{}", &line[..value], &rest[end..])
+        }
+        None => line.to_owned(),
+    }
+}
+
+/// Shows the swing of `--follow`: about `--swing-after` into the live part (after that many
+/// seconds' worth of events at the rate), the swing customer gets one infrastructure bill
+/// worth three days of its revenue, and its infrastructure costs triple from the next day on: its
+/// GM-M over the live part falls by far more than 5 points and stays down.
+#[test]
+fn follow_swings_one_customer() {
+    let plain = args(10, 10);
+    let (history_stats, _, _) = ledger(&plain);
+    let mut swinging = plain.clone();
+    (swinging.follow, swinging.rate) = (true, 2_000);
+    swinging.swing_after = Some("1s".to_owned());
+    let mut plan = Plan::from_args(&swinging).unwrap();
+    assert_eq!(plan.swing_after_events, 2_000, "1 s at 2000 events/s");
+    // The count of events decides, not the clock: the same content, without the wait.
+    plan.rate = 1_000_000_000;
+    let history_lines = history_stats.lines as usize;
+    let (lines, _) = follow_plan(&plan, history_lines + 12_000, &mut ticking(END_MS));
+    let live = &lines[history_lines..];
+
+    let (index, id) = SPECIAL_IDS[0];
+    assert_eq!(index, SWING_CUSTOMER);
+    let profile = customer_profile(1, SWING_CUSTOMER, 10, 5_000);
+    let bill = i128::from(round_amount(
+        profile.revenue_daily * SWING_BILL_DAYS,
+        UNITS_PER_CENT,
+    ));
+    let (mut before, mut after) = ([0_i128; 2], [0_i128; 2]);
+    let mut bill_at = Vec::new();
+    for (at, line) in live.iter().enumerate() {
+        let event: Value = serde_json::from_str(line).unwrap();
+        if event["customer_id"] != id {
+            continue;
+        }
+        let amount = units(&event["amount"]);
+        let infrastructure = event["cost_function"] == "Infrastructure"
+            || taxonomy(event["category"].as_str().unwrap_or("")) == Some("Infrastructure");
+        if infrastructure && event["category"] == "aws_ec2" && amount == bill {
+            bill_at.push(at);
+        }
+        let sums = if bill_at.is_empty() {
+            &mut before
+        } else {
+            &mut after
+        };
+        if event["event_type"] == "Revenue_Event" {
+            sums[0] += amount;
+        } else if infrastructure {
+            sums[1] += amount;
+        }
+    }
+    // After exactly 2000 live events (a ledger without noise: every line is an event).
+    assert_eq!(bill_at, [2_000], "one bill, after 2000 events");
+    let gm = |sums: [i128; 2]| (sums[0] - sums[1]) as f64 / sums[0] as f64;
+    let (gm_before, gm_after) = (gm(before), gm(after));
+    assert!((0.6..0.95).contains(&gm_before), "GM-M {gm_before} before");
+    assert!(
+        gm_after < gm_before - 0.3,
+        "GM-M {gm_before} before, {gm_after} after"
+    );
+}
+
+/// Shows that `--follow` writes the history at once and paces only the live part.
+#[test]
+fn follow_paces_only_the_live_part() {
+    let mut paced = args(30, 10);
+    (paced.follow, paced.rate) = (true, 100);
+    let (history_stats, _, _) = ledger(&args(30, 10));
+    let live_lines = 40;
+    let started = Instant::now();
+    follow(
+        &paced,
+        history_stats.lines as usize + live_lines,
+        &mut wall_clock_ms,
+    );
+    let elapsed = started.elapsed();
+    // The history alone would take 16 s at this rate; the live lines take 0.35 s or more.
+    let burst = paced.rate / 20;
+    let minimum = Duration::from_secs_f64((live_lines as u64 - burst) as f64 / paced.rate as f64);
+    assert!(history_stats.lines > 1_500, "{history_stats}");
+    assert!(
+        elapsed >= minimum && elapsed < Duration::from_secs(8),
+        "{elapsed:?}"
     );
 }
