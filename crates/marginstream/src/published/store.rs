@@ -23,7 +23,7 @@ use super::{Board, Commit, Delta, PartitionState, Snapshot, Sums};
 
 /// Deltas waiting for the publisher: about this many chunks of customers at most (a chunk
 /// is up to `live::publish`'s chunk size), which bounds the memory in flight.
-const DELTAS_MAX: usize = 64;
+const DELTAS_MAX: usize = 256;
 
 /// The publisher thread and the channel to it.
 #[derive(Debug)]
