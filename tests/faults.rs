@@ -83,6 +83,10 @@ impl Cluster {
             .expect("the mock cluster creates the ledger topic");
         mock.create_topic(&dlq, 1, 1)
             .expect("the mock cluster creates the dead-letter topic");
+        // The mock cluster does not implement CreateTopics: the state topic `run` would
+        // create is made here (the mock does not compact; it keeps 5 MB per partition).
+        mock.create_topic(&format!("{topic}-marginstream-state"), PARTITIONS, 1)
+            .expect("the mock cluster creates the state topic");
         if brokers > 1 {
             for partition in 0..PARTITIONS {
                 mock.partition_leader(&topic, partition, Some(1))
