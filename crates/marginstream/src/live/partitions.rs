@@ -186,6 +186,9 @@ impl Partitions {
                 held = owned.held.is_some(),
                 "starting partition"
             );
+            // A restored state brings its own watermark: the process's is the latest of all,
+            // restored or applied, or a partition read after it would be aligned short of it.
+            self.watermark = self.watermark.max(owned.engine.watermark());
             assigned.starts.push((owned.partition, decided.start));
             if let Some(next) = decided.published {
                 assigned.published.push((owned.partition, next));
