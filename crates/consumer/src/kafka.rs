@@ -291,6 +291,8 @@ pub enum Polled<'a> {
 pub struct KafkaSource {
     consumer: BaseConsumer<SourceContext>,
     topic: String,
+    /// A static member (`group.instance.id`) does not leave the group when it closes.
+    static_member: bool,
 }
 
 impl std::fmt::Debug for KafkaSource {
@@ -333,7 +335,13 @@ impl KafkaSource {
         if let Some(id) = &settings.group_instance_id {
             config.set("group.instance.id", id);
         }
-        if !settings.properties.contains_key("session.timeout.ms") {
+        // With the KIP-848 protocol the broker owns the session timeout, and librdkafka
+        // refuses the property.
+        let kip_848 = settings
+            .properties
+            .get("group.protocol")
+            .is_some_and(|p| p == "consumer");
+        if !settings.properties.contains_key("session.timeout.ms") && !kip_848 {
             config.set("session.timeout.ms", SESSION_TIMEOUT_MS_DEFAULT.to_string());
         }
         config
@@ -377,6 +385,7 @@ impl KafkaSource {
         Ok(KafkaSource {
             consumer,
             topic: settings.topic.clone(),
+            static_member: settings.group_instance_id.is_some(),
         })
     }
 
@@ -556,9 +565,13 @@ impl KafkaSource {
             .load(Ordering::Relaxed)
     }
 
-    /// Leaves the group: unsubscribes and closes the consumer, serving the final revoke.
+    /// Leaves the group: unsubscribes and closes the consumer, serving the final revoke. A
+    /// static member only closes: unsubscribing would send a LeaveGroup, and KIP-345 has a
+    /// static member keep its partitions until it comes back within the session timeout.
     pub fn close(self) {
-        self.consumer.unsubscribe();
+        if !self.static_member {
+            self.consumer.unsubscribe();
+        }
         drop(self.consumer);
     }
 }
