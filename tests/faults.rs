@@ -9,6 +9,11 @@
 //!
 //! Every wait has a deadline and fails saying what it waited for, with the end of the loop's
 //! log (its `tracing` output, captured per test).
+//!
+//! `faults/state.rs`: forged torn, corrupt and foreign snapshots in the state topic, history
+//! the broker dropped, and static membership (issue 10).
+
+mod state;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
