@@ -79,6 +79,79 @@ fn assert_equals_replay(context: &str, expected: &Metrics, actual: &Metrics) {
     );
 }
 
+/// Checks the state topic `run` created on the local broker: compacted, and holding at most
+/// the newest two snapshots of each partition once tombstones are applied (older ones are
+/// retired; Tansu does not compact, so their records and the tombstones are still there).
+fn assert_state_topic_is_compacted_and_retired(setup: &Setup) {
+    let config = marginstream::config::load(
+        Some(&setup.config("check", "127.0.0.1:0")),
+        Vec::<(String, String)>::new(),
+        &[],
+    )
+    .expect("the test configuration is valid");
+    let settings = config.kafka_settings();
+    let topic = config.state_topic.clone().expect("the state topic is on");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let policy = runtime
+        .block_on(marginstream_consumer::state::topic_config(
+            &settings,
+            &topic,
+            "cleanup.policy",
+        ))
+        .expect("the broker describes the state topic");
+    assert_eq!(
+        policy.as_deref(),
+        Some("compact"),
+        "the state topic is compacted"
+    );
+    let records = marginstream_consumer::state::read_state_partitions(
+        &settings,
+        &topic,
+        &[0, 1, 2, 3],
+        Duration::from_secs(60),
+    )
+    .expect("the state topic is read");
+    let engine = marginstream::state_topic::engine_text(&config.live_settings().engine);
+    let rules = config.fingerprint.text().to_owned();
+    let expected = marginstream::state_topic::Expected {
+        topic: &config.kafka.topic,
+        group: &config.kafka.group_id,
+        engine: &engine,
+        rules: &rules,
+    };
+    for partition in 0..4 {
+        let mut scan = marginstream::state_topic::Scan::new(
+            &config.kafka.group_id,
+            marginstream_consumer::Partition(partition),
+            false,
+        );
+        let mut written = std::collections::BTreeSet::new();
+        for record in records.iter().filter(|r| r.partition == partition) {
+            if let Some((_, snapshot, marginstream::state_topic::Kind::Manifest)) =
+                marginstream::state_topic::parse_key(&record.key, &config.kafka.group_id)
+            {
+                if record.value.is_some() {
+                    written.insert(snapshot);
+                }
+            }
+            scan.feed(&record.key, record.value.as_deref(), record.offset);
+        }
+        let live = scan.live(&expected);
+        eprintln!(
+            "state partition {partition}: {} snapshots written, {} live",
+            written.len(),
+            live.len()
+        );
+        assert!(
+            !live.is_empty() && live.len() <= 2 && live.iter().all(|l| l.usable),
+            "partition {partition}: the newest one or two complete snapshots are kept, the rest retired: {live:?}"
+        );
+    }
+}
+
 /// An instance on `name`'s configuration (fresh state directory `name-state`).
 fn start(setup: &Setup, name: &str) -> Instance {
     Instance::start(setup, name)
@@ -104,17 +177,32 @@ fn an_instance_without_local_state_restores_from_the_state_topic() {
     ]);
     let all = lines_of(&ledger);
     let (head, tail) = all.split_at(all.len() * 2 / 3);
-    let head_path = write_lines(&setup, "head.jsonl", head);
     let tail_path = write_lines(&setup, "tail.jsonl", tail);
     let expected = replay_under(&setup, &setup.config("replay", "127.0.0.1:0"), &ledger);
 
-    produce_all(&setup, &head_path);
+    // The head in three parts, each read and snapshotted before the next: every partition
+    // gets at least three snapshots, of which the writer keeps the newest two.
     let mut a = start(&setup, "a");
-    let _ = a.wait_for("instance a on the head", Duration::from_secs(180), |m| {
-        m.value("marginstream_ready") == 1.0 && m.counted() == head.len() as u64
-    });
+    let third = head.len() / 3;
+    for (part, end) in [(1, third), (2, 2 * third), (3, head.len())] {
+        let path = write_lines(
+            &setup,
+            &format!("head-{part}.jsonl"),
+            &head[third * (part - 1)..end],
+        );
+        produce_all(&setup, &path);
+        let published = a.metrics().map_or(0.0, |m| {
+            m.value("marginstream_state_snapshots_published_total")
+        });
+        let _ = a.wait_for("instance a on the head", Duration::from_secs(180), |m| {
+            m.value("marginstream_ready") == 1.0
+                && m.counted() == end as u64
+                && m.value("marginstream_state_snapshots_published_total") >= published + 4.0
+        });
+    }
     // A graceful stop publishes the final snapshot of every partition.
     a.terminate();
+    assert_state_topic_is_compacted_and_retired(&setup);
 
     produce_all(&setup, &tail_path);
     let mut b = start(&setup, "b");
