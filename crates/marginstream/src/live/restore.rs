@@ -150,7 +150,7 @@ impl Restorer {
     /// # Errors
     ///
     /// When the log start offset cannot be read (after [`LOG_START_TRIES`] tries), the state
-    /// topic cannot be created, or a snapshot built under other rules is found with
+    /// topic cannot be checked or created, or a snapshot built under other rules is found with
     /// `ledger.on_rules_change = "refuse"` ([`RulesChanged`]).
     pub(super) fn decide(
         &mut self,
@@ -161,6 +161,11 @@ impl Restorer {
     ) -> anyhow::Result<Vec<Decided>> {
         if pending.is_empty() {
             return Ok(Vec::new());
+        }
+        if let Some(store) = &self.store {
+            // Checked (or created) before the first snapshot is published, when the broker
+            // did not answer at start.
+            store.ensure()?;
         }
         let mut lows = HashMap::new();
         for p in &pending {
