@@ -317,7 +317,12 @@ impl Restorer {
         }
         let mut published = None;
         let mut owned = match source {
-            Source::Local => local.context("a local state was chosen")?,
+            Source::Local => {
+                let mut local = local.context("a local state was chosen")?;
+                // Held before it was revoked: checked again below.
+                local.held = None;
+                local
+            }
             Source::StateTopic => {
                 let (manifest, engine) = from_topic.context("a snapshot was chosen")?;
                 let age = SystemTime::now()
