@@ -54,12 +54,13 @@ check-deploy: ## Check the Dockerfile, compose stack and Kubernetes manifests of
 	$(CARGO) build -p marginstream
 	scripts/check-deploy.sh --build
 
-bench: deps build ## Run the criterion benches, the replay and the Kafka benches; writes target/bench/report.md
+bench: deps build ## Run the criterion benches, the replay, Kafka, restore and failover benches; writes target/bench/report.md
 	$(CARGO) bench --bench engine
 	scripts/bench-e2e.sh
 	$(CARGO) build --release --example bare_consumer
 	scripts/bench-kafka.sh
 	scripts/bench-restore.sh
+	scripts/bench-failover.sh
 
 fuzz: ## Fuzz the event parser for FUZZ_SECONDS (default 60); installs cargo-fuzz if missing
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
