@@ -276,7 +276,9 @@ on_rules_change = "ignore"
 fn the_fingerprint_changes_only_with_the_rules_and_rates() {
     let base = load_text("[ledger.fx]\nEUR = \"1.08\"\n", &[]).expect("valid");
     let hash = base.fingerprint.hash();
-    assert!(base.describe().contains(&format!("rules and rates fingerprint: {hash}")));
+    assert!(base
+        .describe()
+        .contains(&format!("rules and rates fingerprint: {hash}")));
     for unrelated in [
         "[metrics]\nlisten = \"0.0.0.0:9999\"\ncustomers_max = 5\n[ledger.fx]\nEUR = \"1.08\"\n",
         "[state]\ncheckpoint_interval = \"5m\"\n[ledger]\nwindows = [\"7d\"]\n[ledger.fx]\nEUR = \"1.080\"\n",
