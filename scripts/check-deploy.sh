@@ -21,7 +21,14 @@
 # - the .dockerignore lets through what the Dockerfile copies, and the build context alone
 #   resolves the workspace (`cargo metadata --locked`);
 # - the image's healthcheck script (taken from the Dockerfile) against a real
-#   `marginstream run` on loopback: /healthz 200, /readyz 503 while joining, clean SIGTERM.
+#   `marginstream run` on loopback: /healthz 200, /readyz 503 while joining, clean SIGTERM;
+# - TLS and basic auth (metrics.web_config_file): docker-compose.tls.yml against the schema,
+#   its mounts, volumes and certs service; compose/tls/web.yml with check-config on the
+#   container's layout (a test certificate from the openssl CLI); compose/tls/prometheus.yml
+#   with promtool; the Kubernetes Secret's web.yml (its placeholder hash the one problem),
+#   the projected config volume, HTTPS probes, the ServiceMonitor's tlsConfig and basicAuth;
+#   live: `run` with compose/tls/web.yml, the healthcheck script over TLS, /metrics 200 with
+#   compose/tls/scrape-password and 401 without, no HTTP answer to plain HTTP.
 #
 # Usage: scripts/check-deploy.sh [--build] [--sync-rules]
 #   --build       also build the release binary from the Docker build context alone, as the
@@ -29,7 +36,7 @@
 #   --sync-rules  rewrite deploy/kubernetes/prometheusrule.yaml from the rules file, then check
 #
 # Tools: a virtualenv under .cache/deploy-venv (PyYAML, check-jsonschema, kubernetes-validate,
-# pinned, from PyPI); target/debug/marginstream, or CHECK_DEPLOY_BIN (built with cargo when
+# pinned, from PyPI); the openssl CLI (test certificates); target/debug/marginstream, or CHECK_DEPLOY_BIN (built with cargo when
 # missing, used as it is otherwise: build it first); promtool (Debian's prometheus package,
 # installed as root when missing); kubectl and shellcheck when present (skipped otherwise).
 # Prints one line per check and `check-deploy: N passed, M failed`; exits 1 on a failure.
@@ -286,12 +293,55 @@ def free_port():
         return s.getsockname()[1]
 
 
+PKI = None  # a directory with a self-signed server.crt/server.key (openssl), made once
+
+
+def pki():
+    """A self-signed certificate for marginstream, localhost and 127.0.0.1 (openssl CLI)."""
+    global PKI
+    if PKI is None:
+        PKI = Path(tempfile.mkdtemp(prefix="check-deploy-pki-"))
+        atexit.register(shutil.rmtree, PKI, True)
+        r = run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                 "-keyout", str(PKI / "server.key"), "-out", str(PKI / "server.crt"), "-days", "2",
+                 "-subj", "/CN=marginstream",
+                 "-addext", "subjectAltName=DNS:marginstream,DNS:localhost,IP:127.0.0.1"])
+        if r.returncode != 0:
+            raise RuntimeError(f"openssl cannot make a test certificate: {tail(r.stderr)}")
+    return PKI
+
+
+def web_layout(web_text, replace_hashes=None, extra=None):
+    """Lays out a web configuration as its container sees it: web.yml in a fresh directory,
+    a test certificate and key at every relative path its tls_server_config names (a CA
+    file gets the certificate), and `extra` {relative path: text}. `replace_hashes` swaps
+    each basic_auth_users value for that hash. Returns the local web.yml."""
+    root = Path(tempfile.mkdtemp(prefix="check-deploy-web-"))
+    atexit.register(shutil.rmtree, root, True)
+    web = yaml.safe_load(web_text) or {}
+    if replace_hashes:
+        web_text = yaml.safe_dump(dict(web, basic_auth_users={u: replace_hashes for u in web.get("basic_auth_users") or {}}))
+    (root / "web.yml").write_text(web_text)
+    tls = web.get("tls_server_config") or {}
+    for key, source in (("cert_file", "server.crt"), ("key_file", "server.key"), ("client_ca_file", "server.crt")):
+        if tls.get(key) and not str(tls[key]).startswith("/"):
+            target = root / tls[key]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(pki() / source, target)
+    for name, text in (extra or {}).items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return root / "web.yml"
+
+
 # What later sections read, should an earlier one stop short.
 instructions, stages, volumes, exposed, copy_sources, heredoc_files = [], [], [], [], [], {}
 cmd = image_config_path = image_config = hc_port = hc_path = hc_file = None
 uid = "0"
 configs, ports, docs, services, k8s_objects, configmaps = {}, {}, {}, {}, [], {}
 compose_effective = job = None
+k8s_web = None  # (container path, Secret name, web.yml) of the ConfigMap's web_config_file
+tls_secret = None  # the Secret that gives the StatefulSet its certificate
 
 
 # ------------------------------------------------------------------ the PrometheusRule
@@ -431,8 +481,8 @@ with guard("Dockerfile"):
     check("Dockerfile: builds with cargo build --release --locked -p marginstream",
           "cargo build --release --locked -p marginstream" in build_cmds)
     runtime_runs = " ".join(ins["args"] for ins in final_ins if ins["op"] == "RUN")
-    check("Dockerfile: runtime installs libssl3 and ca-certificates",
-          "libssl3" in runtime_runs and "ca-certificates" in runtime_runs)
+    check("Dockerfile: runtime installs libssl3, ca-certificates and openssl (the healthcheck over TLS, compose's certs)",
+          "libssl3" in runtime_runs and "ca-certificates" in runtime_runs and re.search(r"\bopenssl\b", runtime_runs))
 
     # The healthcheck script: syntax, shellcheck.
     if hc_script and hc_script[0]:
@@ -556,16 +606,22 @@ with guard("build context"):
 
 # ------------------------------------------------------------------ marginstream configurations
 with guard("marginstream configurations"):
-    def check_config(name, text):
-        """Runs check-config on text; returns the effective configuration or None."""
+    def check_config(name, text, web=None, expect_web=None):
+        """Runs check-config on text, with metrics.web_config_file overridden to `web` (a local
+        layout of the container's file) when given; returns the effective configuration or
+        None. `expect_web`: a text its `# web:` line must contain."""
         with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as f:
             f.write(text)
+        env = dict(CLEAN_ENV, MARGINSTREAM_METRICS__WEB_CONFIG_FILE=str(web)) if web else CLEAN_ENV
         try:
-            r = run([str(BIN), "check-config", "--config", f.name])
+            r = run([str(BIN), "check-config", "--config", f.name], env=env)
         finally:
             os.unlink(f.name)
         if not check(f"check-config: {name}", r.returncode == 0, tail(r.stderr)):
             return None
+        if expect_web:
+            line = next((l for l in r.stdout.splitlines() if l.startswith("# web:")), "")
+            check(f"check-config: {name}: serves {expect_web}", expect_web in line, line)
         return tomllib.loads(r.stdout)
 
     def listen_port(effective, name):
@@ -587,9 +643,36 @@ with guard("marginstream configurations"):
                 k8s_objects.append((path, d))
 
     configmaps = {d["metadata"]["name"]: d for d in objects("ConfigMap")}
+    secrets = {d["metadata"]["name"]: d for d in objects("Secret")}
+    demo_web = yaml.safe_load((DEPLOY / "compose" / "tls" / "web.yml").read_text())
+    DEMO_HASH = next(iter((demo_web.get("basic_auth_users") or {}).values()), None)
     for cm_name, cm in configmaps.items():
         for key, text in (cm.get("data") or {}).items():
-            if key.endswith(".toml"):
+            if not key.endswith(".toml"):
+                continue
+            web_path = (tomllib.loads(text).get("metrics") or {}).get("web_config_file")
+            web_secret = next(((n, d) for n, d in secrets.items()
+                               if web_path and os.path.basename(web_path) in (d.get("stringData") or {})), None)
+            if web_path and not check(f"ConfigMap {cm_name}: a shipped Secret holds {os.path.basename(web_path)} "
+                                      f"(metrics.web_config_file = {web_path})", web_secret):
+                continue
+            if web_secret:
+                web_text = web_secret[1]["stringData"][os.path.basename(web_path)]
+                k8s_web = (web_path, web_secret[0], yaml.safe_load(web_text))
+                # As shipped, the placeholder hash stops marginstream: it never serves openly.
+                env = dict(CLEAN_ENV, MARGINSTREAM_METRICS__WEB_CONFIG_FILE=str(web_layout(web_text)))
+                with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as f:
+                    f.write(text)
+                r = run([str(BIN), "check-config", "--config", f.name], env=env)
+                os.unlink(f.name)
+                problems = [l for l in r.stderr.splitlines() if l.startswith("  - ")]
+                check(f"Secret {web_secret[0]}: as shipped, its placeholder hash is the one problem (exit 2): run refuses to start until it is edited",
+                      r.returncode == 2 and len(problems) == 1 and "not a bcrypt hash" in problems[0], tail(r.stderr))
+                # With a real hash in its place, the rest of the file is valid.
+                configs[f"ConfigMap {cm_name} {key}"] = check_config(
+                    f"ConfigMap {cm_name} key {key}, with Secret {web_secret[0]}'s web.yml (a real hash in place of the placeholder)",
+                    text, web=web_layout(web_text, replace_hashes=DEMO_HASH), expect_web="TLS")
+            else:
                 configs[f"ConfigMap {cm_name} {key}"] = check_config(f"ConfigMap {cm_name} key {key}", text)
     ports = {}  # where -> port
     for name, effective in configs.items():
@@ -745,6 +828,108 @@ with guard("docker compose"):
                       dash_target and (p == dash_target or p.startswith(dash_target + "/")))
 
 
+# ------------------------------------------------------------------ compose with TLS
+COMPOSE_TLS_FILE = DEPLOY / "docker-compose.tls.yml"
+compose_tls_web = scrape_password = None  # for the live checks
+with guard("docker compose with TLS (docker-compose.tls.yml)"):
+    override = (docs.get(COMPOSE_TLS_FILE) or [{}])[0]
+    r = run([str(VENV / "bin" / "check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(COMPOSE_TLS_FILE)])
+    check("compose TLS: valid against the Compose Specification schema", r.returncode == 0, tail(r.stdout + r.stderr))
+    o_services = override.get("services", {})
+    declared = set(compose.get("volumes") or {}) | set(override.get("volumes") or {})
+    for name, svc in o_services.items():
+        check(f"compose TLS: {name} extends a service of docker-compose.yml or names its image",
+              name in services or svc.get("image"))
+        for vol in svc.get("volumes") or []:
+            source = vol.split(":")[0]
+            if source.startswith((".", "/")):
+                check(f"compose TLS: {name} bind-mount source exists ({source})", (COMPOSE_TLS_FILE.parent / source).exists())
+            else:
+                check(f"compose TLS: {name} named volume is declared ({source})", source in declared)
+    certs = o_services.get("certs", {})
+    certs_script = " ".join(certs.get("command") or [])
+    check("compose TLS: certs runs the marginstream image (it has openssl)",
+          certs.get("image") == services.get("marginstream", {}).get("image"))
+    for dep, svc in (("certs", "marginstream"),):
+        cond = ((o_services.get(svc, {}).get("depends_on") or {}).get(dep) or {}).get("condition")
+        check(f"compose TLS: {svc} starts after {dep} completed", cond == "service_completed_successfully", f"{cond}")
+
+    def merged_mounts(svc):
+        """Mounts of a service with docker-compose.tls.yml over docker-compose.yml (by target)."""
+        out = mounts(svc)
+        for vol in o_services.get(svc, {}).get("volumes") or []:
+            source, target = vol.split(":")[:2]
+            out[target] = source
+        return out
+
+    def volume_file(mount_table, path):
+        """(named volume, path inside it) of a container path, or (None, None)."""
+        for target, source in sorted(mount_table.items(), key=lambda t: -len(t[0])):
+            if path.startswith(target.rstrip("/") + "/") and not source.startswith((".", "/")):
+                return source, path[len(target.rstrip("/")) + 1:]
+        return None, None
+
+    certs_mount = {t: src for src, t in (v.split(":")[:2] for v in certs.get("volumes") or [])}
+    ms_env = o_services.get("marginstream", {}).get("environment") or {}
+    web_path = ms_env.get("MARGINSTREAM_METRICS__WEB_CONFIG_FILE")
+    ms_tls_mounts = merged_mounts("marginstream")
+    check(f"compose TLS: metrics.web_config_file ({web_path}) is compose/tls/web.yml, mounted",
+          web_path and ms_tls_mounts.get(web_path) == "./compose/tls/web.yml", f"{ms_tls_mounts}")
+    web_text = (DEPLOY / "compose" / "tls" / "web.yml").read_text()
+    web = yaml.safe_load(web_text)
+    tls = web.get("tls_server_config") or {}
+    certs_dirs = {src: t for t, src in certs_mount.items()}
+    for field in ("cert_file", "key_file"):
+        target = os.path.normpath(os.path.join(os.path.dirname(web_path or "/"), tls.get(field, "")))
+        volume, inside = volume_file(ms_tls_mounts, target)
+        check(f"compose TLS: web.yml's {field} ({target}) is in a volume the certs service writes ({volume}: {inside})",
+              volume in certs_dirs and inside and f"cd {certs_dirs[volume]}" in certs_script and inside in certs_script)
+    compose_tls_web = web_layout(web_text)
+    check_config("deploy/compose/marginstream.toml with docker-compose.tls.yml", COMPOSE_CONFIG.read_text(),
+                 web=compose_tls_web, expect_web="TLS")
+
+    # Prometheus: HTTPS with the CA from the certs volume, basic auth with the demo password.
+    prom_tls_mounts = merged_mounts("prometheus")
+    config_target = next((t for t in prom_tls_mounts if t.endswith("prometheus.yml")), None)
+    check("compose TLS: Prometheus reads compose/tls/prometheus.yml",
+          prom_tls_mounts.get(config_target) == "./compose/tls/prometheus.yml", f"{prom_tls_mounts}")
+    prom_tls = yaml.safe_load((DEPLOY / "compose" / "tls" / "prometheus.yml").read_text())
+    tls_job = next((j for j in prom_tls.get("scrape_configs", []) if j.get("job_name") == "marginstream"), None)
+    if check("compose TLS: prometheus.yml has the job marginstream", tls_job):
+        config_dir = os.path.dirname(config_target)
+        resolve = lambda p: p if p.startswith("/") else os.path.normpath(os.path.join(config_dir, p))
+        ca = resolve((tls_job.get("tls_config") or {}).get("ca_file", ""))
+        volume, inside = volume_file(prom_tls_mounts, ca)
+        check(f"compose TLS: scheme https, ca_file ({ca}) from the certs volume ({volume}: {inside})",
+              tls_job.get("scheme") == "https" and volume in certs_dirs and inside in certs_script)
+        basic = tls_job.get("basic_auth") or {}
+        password_file = resolve(basic.get("password_file", ""))
+        check(f"compose TLS: basic_auth user {basic.get('username')!r} is in web.yml, password_file mounted ({password_file})",
+              basic.get("username") in (web.get("basic_auth_users") or {})
+              and prom_tls_mounts.get(password_file) == "./compose/tls/scrape-password")
+        for t in [t for sc in tls_job.get("static_configs", []) for t in sc.get("targets", [])]:
+            check(f"compose TLS: target {t} is the marginstream service, a name in the certificate", t.startswith("marginstream:"))
+            ports[f"Prometheus TLS target {t}"] = int(t.rpartition(":")[2])
+        scrape_password = (DEPLOY / "compose" / "tls" / "scrape-password").read_text()
+    if shutil.which("promtool") and config_target:
+        root = Path(tempfile.mkdtemp(prefix="check-deploy-prometheus-tls-"))
+        for target, source in prom_tls_mounts.items():
+            dst = root / target.lstrip("/")
+            if source.startswith((".", "/")):
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                src = (COMPOSE_FILE.parent / source).resolve()
+                (shutil.copytree if src.is_dir() else shutil.copy2)(src, dst)
+            elif source in certs_dirs:
+                dst.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(pki() / "server.crt", dst / "ca.crt")
+        container_config = root / config_target.lstrip("/")
+        r = run(["promtool", "check", "config", str(container_config)])
+        check("promtool check config (compose/tls/prometheus.yml, as mounted)", r.returncode == 0, tail(r.stdout + r.stderr))
+        shutil.rmtree(root)
+    else:
+        fail("promtool check config (compose TLS)", "promtool is missing, or prometheus.yml is not mounted")
+
+
 # ------------------------------------------------------------------ Kubernetes
 with guard("Kubernetes"):
     core = [p for p in sorted(K8S.glob("*.yaml")) if p.name not in ("kustomization.yaml",)]
@@ -812,11 +997,46 @@ with guard("Kubernetes"):
             mounts_k8s = {m["name"]: m for m in c.get("volumeMounts", [])}
             vols = {v["name"]: v for v in pod.get("volumes", [])}
             config_mount = next((m for m in mounts_k8s.values() if image_config_path and image_config_path.startswith(m["mountPath"].rstrip("/") + "/")), None)
+            projected = {}  # path in the config volume -> (kind, name, key)
             if check("StatefulSet: a volume is mounted at the config file's directory", config_mount):
-                cm_ref = (vols.get(config_mount["name"], {}).get("configMap") or {}).get("name")
+                volume = vols.get(config_mount["name"], {})
+                if volume.get("configMap"):
+                    for k in (configmaps.get(volume["configMap"]["name"], {}).get("data") or {}):
+                        projected[k] = ("configMap", volume["configMap"]["name"], k)
+                for src in (volume.get("projected") or {}).get("sources", []):
+                    for kind in ("configMap", "secret"):
+                        if src.get(kind):
+                            for item in src[kind].get("items") or []:
+                                projected[item["path"]] = (kind, src[kind]["name"], item["key"])
                 key = image_config_path[len(config_mount["mountPath"].rstrip("/")) + 1:]
-                check(f"StatefulSet: that volume is the ConfigMap {cm_ref} with key {key}",
-                      cm_ref in configmaps and key in (configmaps[cm_ref].get("data") or {}))
+                kind, cm_ref, cm_key = projected.get(key, (None, None, None))
+                check(f"StatefulSet: the config volume holds {key} from the ConfigMap {cm_ref} (key {cm_key})",
+                      kind == "configMap" and cm_ref in configmaps and cm_key in (configmaps[cm_ref].get("data") or {}))
+                if volume.get("projected"):
+                    mode = volume["projected"].get("defaultMode", 0o644)
+                    check(f"StatefulSet: the config volume is not world-readable (defaultMode {mode:o}: it holds the TLS key)",
+                          mode & 0o007 == 0)
+            if k8s_web and config_mount:
+                web_path, web_secret_name, web = k8s_web
+                base = config_mount["mountPath"].rstrip("/")
+                web_key = web_path[len(base) + 1:] if web_path.startswith(base + "/") else None
+                kind, name, item = projected.get(web_key, (None, None, None))
+                check(f"StatefulSet: metrics.web_config_file ({web_path}) is the Secret {web_secret_name}'s web.yml in the config volume",
+                      kind == "secret" and name == web_secret_name and item == os.path.basename(web_path), f"{projected}")
+                tls = web.get("tls_server_config") or {}
+                web_dir = os.path.dirname(web_key or "")
+                for field in ("cert_file", "key_file", "client_ca_file"):
+                    if tls.get(field):
+                        rel_path = os.path.normpath(os.path.join(web_dir, tls[field]))
+                        check(f"StatefulSet: web.yml's {field} ({tls[field]}) is in the config volume",
+                              rel_path in projected, f"{rel_path} not in {sorted(projected)}")
+                tls_secret = next((projected[p][1] for p in projected
+                                   if projected[p][0] == "secret" and tls.get("cert_file")
+                                   and p == os.path.normpath(os.path.join(web_dir, tls["cert_file"]))), None)
+                for probe in ("readinessProbe", "livenessProbe"):
+                    scheme = ((c.get(probe) or {}).get("httpGet") or {}).get("scheme", "HTTP")
+                    check(f"StatefulSet: {probe} speaks {'HTTPS' if tls else 'HTTP'}, as the listener does ({scheme})",
+                          scheme == ("HTTPS" if tls else "HTTP"))
             check("StatefulSet: no volumeClaimTemplates (the state lives in the state topic)",
                   not spec.get("volumeClaimTemplates"))
             cm_effective = next((e for n, e in configs.items() if n.startswith("ConfigMap") and e), None)
@@ -858,6 +1078,23 @@ with guard("Kubernetes"):
             for ep in sm["spec"].get("endpoints", []):
                 check(f"ServiceMonitor: endpoint port {ep.get('port')} is a port of the Service", ep.get("port") in svc_ports)
                 check("ServiceMonitor: scrapes /metrics", ep.get("path", "/metrics") == "/metrics")
+                web = k8s_web[2] if k8s_web else {}
+                if web.get("tls_server_config"):
+                    ca = ((ep.get("tlsConfig") or {}).get("ca") or {}).get("secret") or {}
+                    check(f"ServiceMonitor: scheme https with the CA of the StatefulSet's TLS Secret ({ca.get('name')}/{ca.get('key')})",
+                          ep.get("scheme") == "https" and ca.get("name") == tls_secret and ca.get("key") == "ca.crt",
+                          f"scheme {ep.get('scheme')}, TLS Secret {tls_secret}")
+                    check("ServiceMonitor: tlsConfig.serverName names the certificate (Prometheus scrapes pod IPs)",
+                          bool((ep.get("tlsConfig") or {}).get("serverName")))
+                if web.get("basic_auth_users"):
+                    auth = ep.get("basicAuth") or {}
+                    user_ref, password_ref = auth.get("username") or {}, auth.get("password") or {}
+                    shipped = {d["metadata"]["name"]: d.get("stringData") or {} for d in objects("Secret")}
+                    user = shipped.get(user_ref.get("name"), {}).get(user_ref.get("key"))
+                    check(f"ServiceMonitor: basicAuth from a shipped Secret, user {user!r} one of web.yml's basic_auth_users",
+                          user in web["basic_auth_users"]
+                          and password_ref.get("key") in shipped.get(password_ref.get("name"), {}),
+                          f"{auth}")
 
     rules = objects("PrometheusRule")
     if check("Kubernetes: one PrometheusRule", len(rules) == 1):
@@ -920,6 +1157,80 @@ with guard("live (loopback only)"):
             shutil.rmtree(state, ignore_errors=True)
     else:
         fail("healthcheck script, live", "no healthcheck script or no compose configuration")
+
+# ------------------------------------------------------------------ TLS and basic auth, live
+with guard("live with TLS and basic auth (loopback only)"):
+    if hc_file and compose_tls_web and scrape_password:
+        import ssl
+        import urllib.error
+        import urllib.request
+        state = Path(tempfile.mkdtemp(prefix="check-deploy-state-tls-"))
+        port, closed = free_port(), free_port()
+        log_path = state / "run.log"
+        env = dict(CLEAN_ENV, MARGINSTREAM_METRICS__WEB_CONFIG_FILE=str(compose_tls_web))
+        with open(log_path, "w") as logf:
+            proc = subprocess.Popen(
+                [str(BIN), "run", "--config", str(COMPOSE_CONFIG), "--listen", f"127.0.0.1:{port}",
+                 "--brokers", f"127.0.0.1:{closed}", "--state-dir", str(state / "state")],
+                stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT, env=env)
+        try:
+            deadline = time.monotonic() + 15
+            healthy = False
+            while time.monotonic() < deadline and proc.poll() is None:
+                if run([str(hc_file), str(port), "/healthz"]).returncode == 0:
+                    healthy = True
+                    break
+                time.sleep(0.3)
+            check("healthcheck script over TLS: /healthz of `marginstream run` with compose/tls/web.yml answers 200",
+                  healthy, tail(log_path.read_text()))
+            # Ten times each: the plain attempt races the TLS port closing on it.
+            results = [run([str(hc_file), str(port), "/healthz"]) for _ in range(10)]
+            bad = [r for r in results if r.returncode != 0]
+            check("healthcheck script over TLS: /healthz answers 200 ten times in a row", not bad,
+                  f"exit {bad[0].returncode}: {bad[0].stderr.strip()}" if bad else "")
+            results = [run([str(hc_file), str(port), "/readyz"]) for _ in range(10)]
+            bad = [r for r in results if r.returncode != 1 or " 503 " not in r.stderr]
+            check("healthcheck script over TLS: /readyz is refused while joining, with the status line, ten times",
+                  not bad, f"exit {bad[0].returncode}: {bad[0].stderr.strip()}" if bad else "")
+            ctx = ssl.create_default_context(cafile=str(pki() / "server.crt"))
+
+            def status(user=None, password=None):
+                request = urllib.request.Request(f"https://127.0.0.1:{port}/metrics")
+                if user:
+                    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+                    request.add_header("Authorization", f"Basic {token}")
+                try:
+                    with urllib.request.urlopen(request, context=ctx, timeout=10) as response:
+                        return response.status, response.read().decode()
+                except urllib.error.HTTPError as error:
+                    return error.code, error.read().decode()
+
+            code, body = status("prometheus", scrape_password)
+            check("compose TLS: /metrics with compose/tls/scrape-password answers 200 (the password matches web.yml's hash)",
+                  code == 200 and "marginstream_" in body, f"{code}")
+            code, body = status()
+            check("compose TLS: /metrics without credentials answers 401 and no figure",
+                  code == 401 and "marginstream_" not in body, f"{code}")
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+                sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                try:
+                    data = sock.recv(4096)
+                except OSError:
+                    data = b""
+            check("compose TLS: plain HTTP to the port gets no HTTP answer", not data.startswith(b"HTTP/"), f"{data[:40]!r}")
+            proc.send_signal(signal.SIGTERM)
+            try:
+                code = proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                code = None
+            check("marginstream run with TLS stops on SIGTERM, exit 0", code == 0, f"exit {code}: {tail(log_path.read_text())}")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            shutil.rmtree(state, ignore_errors=True)
+    else:
+        fail("live with TLS", "no healthcheck script, or the compose TLS files did not check")
 
 elapsed = time.monotonic() - STARTED
 print(f"({elapsed:.1f} s; offline: no Docker engine, nothing pulled, built into an image or deployed)")

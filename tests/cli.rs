@@ -213,8 +213,9 @@ fn history_of(case: &str, step: &str) -> String {
 /// steps: the sample stamped `s` holds the events applied before the first event later than
 /// `s`, with the windows at `T = s`. e1 (03-01, 100) is alone until e2 (03-31 12:00)
 /// arrives, so every day from 03-01 to 03-31 is stamped with e1 only; its 30d window holds
-/// it until 03-30 and not at 03-31, when its bucket is 30 days old. Families are contiguous
-/// and the file ends with `# EOF`, as OpenMetrics requires.
+/// it until 03-30 and not at 03-31, when its bucket is 30 days old. Families are contiguous,
+/// each series' samples are together and in time order, and the file ends with `# EOF`, as
+/// OpenMetrics requires (issue 14: the reference parser refused interleaved series).
 #[test]
 fn openmetrics_history_follows_the_rule() {
     let text = history_of("late_and_duplicates", "1d");
@@ -243,19 +244,33 @@ fn openmetrics_history_follows_the_rule() {
     );
     assert!(text.ends_with("# EOF\n"));
     let types: Vec<&str> = text.lines().filter(|l| l.starts_with("# TYPE")).collect();
+    // The 12 gauge families of section 5, the five segment families and the customers per
+    // tier (section 8); not the counters, nor the exposition's count of exposed customers.
     assert_eq!(
         types.len(),
-        12,
+        18,
         "every gauge family once, counters excluded"
     );
     let mut seen = std::collections::HashSet::new();
     let mut current = "";
+    let mut series_seen = std::collections::HashSet::new();
+    let mut last: Option<(&str, i64)> = None;
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         let name = line.split(['{', ' ']).next().unwrap();
         if name != current {
             assert!(seen.insert(name.to_owned()), "family {name} is contiguous");
             current = name;
         }
+        let (rest, stamp) = line.rsplit_once(' ').unwrap();
+        let (series, _) = rest.rsplit_once(' ').unwrap();
+        let stamp: i64 = stamp.parse().unwrap();
+        match last {
+            Some((previous, at)) if previous == series => {
+                assert!(at < stamp, "{series}: samples in time order")
+            }
+            _ => assert!(series_seen.insert(series), "{series} is contiguous"),
+        }
+        last = Some((series, stamp));
     }
 }
 
@@ -475,4 +490,301 @@ fn refuses_stdin_twice_and_xz() {
         stderr.contains("ledger.jsonl.xz is compressed with xz"),
         "{stderr}"
     );
+}
+
+/// Writes a certificate of a fresh key (and the key) as `<stem>.crt` and `<stem>.key`.
+fn write_self_signed(dir: &std::path::Path, stem: &str) {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    std::fs::write(dir.join(format!("{stem}.crt")), certified.cert.pem()).unwrap();
+    std::fs::write(
+        dir.join(format!("{stem}.key")),
+        certified.signing_key.serialize_pem(),
+    )
+    .unwrap();
+}
+
+/// A bcrypt hash (cost 4) of `scrape-secret`.
+const SCRAPE_HASH: &str = "$2b$04$S9uK3Iveo.3UEijtp6xzIOwoMLv99rryhzQFak0xFaGv2ONiw6HPO";
+
+/// Runs `command` with a configuration whose `metrics.web_config_file` is `web` (a path in
+/// `dir`, written with `yaml` unless `None`).
+fn with_web_config(
+    dir: &std::path::Path,
+    command: &[&str],
+    web: &str,
+    yaml: Option<&str>,
+) -> std::process::Output {
+    let web = dir.join(web);
+    if let Some(yaml) = yaml {
+        std::fs::write(&web, yaml).unwrap();
+    }
+    let config = dir.join("marginstream.toml");
+    std::fs::write(
+        &config,
+        format!("[metrics]\nweb_config_file = {:?}\n", web.to_str().unwrap()),
+    )
+    .unwrap();
+    let mut args = command.to_vec();
+    args.extend(["--config", config.to_str().unwrap()]);
+    run(dir, &args)
+}
+
+/// Shows that check-config names each problem of the web configuration file with the file
+/// and the key, and exits 2: a missing file, a file that does not parse, a key that does
+/// not match its certificate, a hash that is not bcrypt (issue #13).
+#[test]
+fn check_config_names_each_web_config_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    write_self_signed(dir.path(), "server");
+    write_self_signed(dir.path(), "other");
+    let file = |name: &str| {
+        format!(
+            "metrics.web_config_file ({})",
+            dir.path().join(name).display()
+        )
+    };
+    let cases = [
+        ("missing.yml", None, format!("{}: cannot read", file("missing.yml"))),
+        (
+            "unparsable.yml",
+            Some("tls_server_config:\n  cert_file: \"server.crt\n"),
+            format!(
+                "{}: tls_server_config.cert_file: not valid YAML: found unexpected end of stream",
+                file("unparsable.yml")
+            ),
+        ),
+        (
+            "mismatch.yml",
+            Some("tls_server_config:\n  cert_file: server.crt\n  key_file: other.key\n"),
+            format!(
+                "{}: tls_server_config.key_file: the key in {} does not match the certificate in {}",
+                file("mismatch.yml"),
+                dir.path().join("other.key").display(),
+                dir.path().join("server.crt").display()
+            ),
+        ),
+        (
+            "plaintext.yml",
+            Some("basic_auth_users:\n  prometheus: scrape-secret\n"),
+            format!(
+                "{}: basic_auth_users.prometheus: not a bcrypt hash",
+                file("plaintext.yml")
+            ),
+        ),
+    ];
+    for (name, yaml, expected) in cases {
+        let output = with_web_config(dir.path(), &["check-config"], name, yaml);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{name}: {stderr}");
+        assert!(
+            stderr.contains(&expected),
+            "{name}: expected {expected:?} in\n{stderr}"
+        );
+        assert_eq!(
+            stderr.matches("\n  - ").count(),
+            1,
+            "{name}: exactly that problem: {stderr}"
+        );
+    }
+    let output = with_web_config(
+        dir.path(),
+        &["check-config"],
+        "good.yml",
+        Some(&format!(
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\nbasic_auth_users:\n  prometheus: \"{SCRAPE_HASH}\"\n"
+        )),
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("TLS (TLS12-TLS13, client certificates NoClientCert), basic auth (1 user)"),
+        "{stdout}"
+    );
+}
+
+/// Shows that `run` refuses to start on a broken web configuration, exit 2, before it binds
+/// the listener: never an open listener in its place (issue #13).
+#[test]
+fn run_refuses_a_broken_web_config_before_listening() {
+    let dir = tempfile::tempdir().unwrap();
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = probe.local_addr().unwrap().port();
+    drop(probe);
+    let listen = format!("127.0.0.1:{port}");
+    let started = std::time::Instant::now();
+    let output = with_web_config(
+        dir.path(),
+        &[
+            "run",
+            "--listen",
+            &listen,
+            "--state-dir",
+            dir.path().join("state").to_str().unwrap(),
+        ],
+        "web.yml",
+        Some("basic_auth_users:\n  prometheus: scrape-secret\n"),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("basic_auth_users.prometheus: not a bcrypt hash"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("serving /metrics"),
+        "it never listened: {stderr}"
+    );
+    assert!(!dir.path().join("state").exists(), "nor touched the state");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+}
+
+/// Runs `replay --compare-config` on the comparison golden ledger with NEW `new` (the
+/// case's own when `None`), OLD `old` and `extra` arguments, in `dir`.
+fn compare_with(
+    dir: &std::path::Path,
+    new: Option<&std::path::Path>,
+    old: &std::path::Path,
+    extra: &[&str],
+) -> std::process::Output {
+    let case = root().join("tests/golden/compare_reclassify");
+    let new = new.map_or_else(|| case.join("config.toml"), std::path::Path::to_path_buf);
+    let mut args = vec![
+        "replay".to_owned(),
+        "--input".to_owned(),
+        case.join("input.jsonl").display().to_string(),
+        "--config".to_owned(),
+        new.display().to_string(),
+        "--compare-config".to_owned(),
+        old.display().to_string(),
+        "--progress".to_owned(),
+        "never".to_owned(),
+    ];
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    run(dir, &args)
+}
+
+/// Shows that `replay --compare-config` refuses two configurations that differ in a key the
+/// comparison needs them to share, naming every such key with both values, with exit code
+/// 2 and no output (issue 11); a difference elsewhere (the metrics budget) is accepted.
+#[test]
+fn compare_refuses_configurations_that_disagree() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("old.toml");
+    std::fs::write(
+        &old,
+        "[ledger]\nwindows = [\"1d\", \"7d\"]\nbucket = \"1d\"\nclock = \"wall\"\n\
+         lifetime = false\nreporting_currency = \"EUR\"\nmax_customers = 10\n",
+    )
+    .unwrap();
+    let output = compare_with(dir.path(), None, &old, &["--format", "json"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(output.stdout.is_empty(), "no report is printed");
+    for (key, old, new) in [
+        (
+            "ledger.windows",
+            r#"["1d", "7d"]"#,
+            r#"["24h", "7d", "30d"]"#,
+        ),
+        ("ledger.bucket", r#""1d""#, r#""1h""#),
+        ("ledger.clock", r#""wall""#, r#""event""#),
+        ("ledger.lifetime", "false", "true"),
+        ("ledger.reporting_currency", r#""EUR""#, r#""USD""#),
+        ("ledger.max_customers", "10", "1000000"),
+    ] {
+        let expected = format!("{key}: {old} in OLD (--compare-config) but {new} in NEW");
+        assert!(stderr.contains(&expected), "{expected}\n{stderr}");
+    }
+    assert!(!stderr.contains("ledger.max_event_bytes"), "{stderr}");
+
+    std::fs::write(&old, "[metrics]\ncustomers_max = 1\n").unwrap();
+    let output = compare_with(dir.path(), None, &old, &["--format", "json"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Shows the usage errors of `replay --compare-config` (exit code 2, saying what to do
+/// instead): `--format prometheus`, which has no rendering of a comparison, and
+/// `--openmetrics-out`, the history of one configuration; and that an invalid OLD is a
+/// configuration error naming its file and key, as an invalid `--config` is.
+#[test]
+fn compare_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = root().join("tests/golden/compare_reclassify/old.toml");
+    let output = compare_with(dir.path(), None, &old, &["--format", "prometheus"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--format prometheus cannot show a comparison"),
+        "{stderr}"
+    );
+
+    let history = dir.path().join("history.om");
+    let output = compare_with(
+        dir.path(),
+        None,
+        &old,
+        &[
+            "--openmetrics-out",
+            history.to_str().unwrap(),
+            "--step",
+            "1h",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--openmetrics-out"), "{stderr}");
+    assert!(!history.exists(), "nothing is written");
+
+    let invalid = dir.path().join("invalid.toml");
+    std::fs::write(&invalid, "[ledger.fx]\nEUR = \"-1\"\n").unwrap();
+    let output = compare_with(dir.path(), None, &invalid, &[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("invalid.toml"), "{stderr}");
+    assert!(stderr.contains("ledger.fx.EUR"), "{stderr}");
+}
+
+/// Shows that comparing a configuration with itself reports no change: no customer
+/// changed, every change zero, no move, and the counters equal.
+#[test]
+fn compare_with_itself_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let new = root().join("tests/golden/compare_reclassify/config.toml");
+    let output = compare_with(dir.path(), Some(&new), &new, &["--format", "json"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["customers_changed"], 0);
+    assert_eq!(report["moves"], serde_json::json!([]));
+    assert_eq!(report["repriced"], serde_json::json!([]));
+    for customer in report["customers"].as_array().unwrap() {
+        assert_eq!(customer["changed"], false, "{customer}");
+        for window in customer["windows"].as_object().unwrap().values() {
+            assert_eq!(window["old"], window["new"], "{customer}");
+            assert_eq!(window["change"]["revenue"], "0", "{customer}");
+        }
+    }
+    assert!(
+        report["customers"].as_array().unwrap().len() >= 3,
+        "the ledger has customers to compare"
+    );
+    let output = compare_with(dir.path(), Some(&new), &new, &["--format", "table"]);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.starts_with("window all: 0 of 3 customers changed"),
+        "{text}"
+    );
+    assert!(text.contains("no event moved between functions"), "{text}");
 }

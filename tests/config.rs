@@ -297,3 +297,115 @@ fn the_fingerprint_changes_only_with_the_rules_and_rates() {
         assert_ne!(config.fingerprint.hash(), hash, "{related}");
     }
 }
+
+/// Shows the exposure budget's and the tiers' keys validated, each problem with its key
+/// (contract sections 7 and 8).
+#[test]
+fn budget_and_segment_problems_name_their_keys() {
+    let found = problems(
+        r#"
+[metrics]
+customers_max = 5000000000
+customers_always = ["acme", "", "acme", "__other__"]
+rank_window = "90d"
+rank_interval = "10s"
+customer_families = ["revenue", "margin", "revenue"]
+customer_windows = ["24h", "1y"]
+publish_interval = "5m"
+
+[ledger]
+segment_window = "all"
+
+[[ledger.segments]]
+name = "small"
+min = "100"
+
+[[ledger.segments]]
+name = "small"
+min = 50
+
+[[ledger.segments]]
+name = ""
+min = "lots"
+"#,
+    );
+    assert_problem(&found, "metrics.customers_max", "at most");
+    assert_problem(&found, "metrics.customers_always[1]", "1 to 128 bytes");
+    assert_problem(&found, "metrics.customers_always[2]", "listed twice");
+    assert_problem(&found, "metrics.customers_always[3]", "roll-up");
+    assert_problem(&found, "metrics.rank_window", "not a configured window");
+    assert_problem(&found, "metrics.rank_interval", "not between 1m and 1w");
+    assert_problem(
+        &found,
+        "metrics.customer_families",
+        "\"margin\" is not one of",
+    );
+    assert_problem(&found, "metrics.customer_families", "listed twice");
+    assert_problem(
+        &found,
+        "metrics.customer_windows",
+        "\"1y\" is not a configured window",
+    );
+    assert_problem(&found, "metrics.publish_interval", "not between 1s and 1m");
+    assert_problem(&found, "ledger.segment_window", "finite window");
+    assert_problem(&found, "ledger.segments[1].name", "listed twice");
+    assert_problem(
+        &found,
+        "ledger.segments[1].min",
+        "not above the previous tier's 100",
+    );
+    assert_problem(&found, "ledger.segments[2].name", "must not be empty");
+    assert_problem(&found, "ledger.segments[2].min", "");
+}
+
+/// Shows the budget's and the tiers' defaults: 10,000 customers ranked on the longest finite
+/// window every hour, every family and window, the contract's four tiers on the longest
+/// finite window; no tiers without a finite window, and none with an empty list.
+#[test]
+fn budget_and_segments_take_the_contract_defaults() {
+    let config = load_text("", &[]).expect("an empty file is valid");
+    let publishing = &config.publishing;
+    assert_eq!(publishing.exposure.customers_max, 10_000);
+    assert_eq!(
+        publishing.exposure.rank_window, 2,
+        "30d, the longest finite window"
+    );
+    assert_eq!(publishing.exposure.families, [true; 5]);
+    assert_eq!(publishing.exposure.windows, vec![true; 4]);
+    assert_eq!(publishing.rank_interval.as_secs(), 3_600);
+    assert_eq!(publishing.publish_interval.as_secs(), 1);
+    let segments = publishing.segments.as_ref().expect("default tiers");
+    let names: Vec<&str> = segments.tiers.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["self_serve", "smb", "mid_market", "enterprise"]);
+    assert_eq!(segments.window, 2);
+    assert_eq!(segments.window_seconds, 30 * 86_400);
+
+    let lifetime_only = load_text("[ledger]\nwindows = []\n", &[]).expect("valid");
+    assert!(
+        lifetime_only.publishing.segments.is_none(),
+        "no finite window, no tiers"
+    );
+    assert_eq!(lifetime_only.publishing.exposure.rank_window, 0, "`all`");
+    let off = load_text("[ledger]\nsegments = []\n", &[]).expect("valid");
+    assert!(
+        off.publishing.segments.is_none(),
+        "an empty list turns tiers off"
+    );
+    let custom = load_text(
+        "[metrics]\nrank_window = \"7d\"\ncustomer_windows = [\"all\"]\ncustomer_families = [\"gm_market\"]\n[ledger]\nsegment_window = \"7d\"\n[[ledger.segments]]\nname = \"low\"\nmin = 0\n[[ledger.segments]]\nname = \"high\"\nmin = \"2500.50\"\n",
+        &[],
+    )
+    .expect("valid");
+    assert_eq!(custom.publishing.exposure.rank_window, 1);
+    assert_eq!(
+        custom.publishing.exposure.windows,
+        [false, false, false, true]
+    );
+    assert_eq!(
+        custom.publishing.exposure.families,
+        [false, false, true, false, false]
+    );
+    let tiers = custom.publishing.segments.expect("two tiers");
+    assert_eq!(tiers.window, 1);
+    assert_eq!(tiers.tiers[1].min, "2500.5".parse().expect("a decimal"));
+}

@@ -52,6 +52,7 @@ EUR = "-1"
 
 [metrics]
 listen = "everywhere"
+web_config_file = " "
 
 [[tagging.rules]]
 function = "Marketing"
@@ -74,6 +75,7 @@ categories = ["ads"]
         "ledger.colour: unknown key",
         "ledger.fx.EUR: rate -1 must be positive",
         "metrics.listen",
+        "metrics.web_config_file: must not be empty",
         "tagging.rules[0].function",
     ] {
         assert!(stderr.contains(key), "the report names {key:?}:\n{stderr}");

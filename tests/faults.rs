@@ -30,7 +30,9 @@ use marginstream::live::{LiveHandle, LiveOptions, LiveSettings};
 use marginstream_aggregator::{Engine, Preparer};
 use marginstream_consumer::kafka::LedgerProducer;
 use marginstream_consumer::{KafkaSettings, Offset, Partition};
-use marginstream_exporter::{render_prometheus, RenderOptions};
+use marginstream_exporter::exposure;
+use marginstream_exporter::prometheus::{render_prometheus_with, Exposition};
+use marginstream_exporter::RenderOptions;
 use marginstream_tests::exposition::{assert_same, Metrics};
 use marginstream_tests::topic::{self, Read};
 use rdkafka::config::ClientConfig;
@@ -379,8 +381,19 @@ fn expected(settings: &LiveSettings, lines: &[Vec<u8>]) -> Expected {
         }
     }
     rejected.sort();
+    // Rendered as `run` renders: the budget chosen on the final state, and the tiers.
+    let publishing = &settings.publishing;
+    let view = engine.view();
+    let chosen = exposure::choose(&view, &publishing.exposure);
+    let exposed = |id: &str| chosen.contains(id);
+    let exposition = Exposition {
+        exposed: Some(&exposed),
+        families: publishing.exposure.families,
+        windows: &publishing.exposure.windows,
+        segments: publishing.segments.as_ref(),
+    };
     let mut text = Vec::new();
-    render_prometheus(&engine.view(), RenderOptions::default(), &mut text);
+    render_prometheus_with(&view, RenderOptions::default(), &exposition, &mut text);
     Expected {
         metrics: Metrics::parse(&String::from_utf8(text).expect("the exposition is UTF-8")),
         rejected,

@@ -235,3 +235,145 @@ fn late_and_duplicate_events() {
 fn currency_conversion() {
     check_case("fx");
 }
+
+/// Runs `replay --compare-config` on a comparison case (`input.jsonl` under `config.toml`,
+/// NEW, and `old.toml`, OLD) in `format`, returning standard output and the rejected-events
+/// file.
+fn compare_case(case: &Path, work: &Path, extra: &[&str]) -> (String, String) {
+    let rejected = work.join("rejected.jsonl");
+    let mut args = vec![
+        "replay",
+        "--input",
+        case.join("input.jsonl").to_str().unwrap(),
+        "--config",
+        case.join("config.toml").to_str().unwrap(),
+        "--compare-config",
+        case.join("old.toml").to_str().unwrap(),
+        "--rejected-out",
+        rejected.to_str().unwrap(),
+        "--progress",
+        "never",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect::<Vec<_>>();
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = run(work, &args);
+    assert!(
+        output.status.success(),
+        "compare {extra:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (
+        String::from_utf8(output.stdout).expect("the output is UTF-8"),
+        fs::read_to_string(&rejected).expect("the rejected-events file exists"),
+    )
+}
+
+/// Replays the case's ledger under one of its configurations alone, as JSON.
+fn plain_json(case: &Path, work: &Path, config: &str) -> serde_json::Value {
+    let output = run(
+        work,
+        &[
+            "replay",
+            "--input",
+            case.join("input.jsonl").to_str().unwrap(),
+            "--config",
+            case.join(config).to_str().unwrap(),
+            "--format",
+            "json",
+            "--rejected-out",
+            work.join("plain-rejected.jsonl").to_str().unwrap(),
+            "--progress",
+            "never",
+        ],
+    );
+    assert!(output.status.success(), "replay under {config} failed");
+    serde_json::from_slice(&output.stdout).expect("valid JSON")
+}
+
+/// Checks a comparison case against its golden files (`expected-compare.json`, pretty;
+/// `expected-compare.txt`, the table of the default window, `expected-compare-24h.txt`, of
+/// 24h with `--limit 1`; `expected-rejected.jsonl`, NEW's rejections), then checks that each side of the comparison is what a replay under
+/// that configuration alone gives: every customer's figures, the portfolio, the counters.
+fn check_compare_case(name: &str) {
+    let case = root().join("tests/golden").join(name);
+    let work = tempfile::tempdir().expect("a temporary directory");
+    let (json, rejected) = compare_case(&case, work.path(), &["--format", "json"]);
+    let report: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");
+    let pretty = serde_json::to_string_pretty(&report).unwrap() + "\n";
+    compare(&case, name, "expected-compare.json", &pretty);
+    compare(&case, name, "expected-rejected.jsonl", &rejected);
+    let (table, _) = compare_case(&case, work.path(), &["--format", "table"]);
+    compare(&case, name, "expected-compare.txt", &table);
+    let (default, _) = compare_case(&case, work.path(), &[]);
+    assert_text_eq(&format!("{name}: the default format"), &table, &default);
+    let (table, _) = compare_case(
+        &case,
+        work.path(),
+        &["--format", "table", "--window", "24h", "--limit", "1"],
+    );
+    compare(&case, name, "expected-compare-24h.txt", &table);
+
+    for (side, config) in [("old", "old.toml"), ("new", "config.toml")] {
+        let plain = plain_json(&case, work.path(), config);
+        let context = format!("{name}: the {side} side against a replay under {config}");
+        for (window, figures) in plain["portfolio"].as_object().unwrap() {
+            assert_eq!(
+                &report["portfolio"][window][side], figures,
+                "{context}: portfolio {window}"
+            );
+        }
+        for (kind, counts) in plain["counters"].as_object().unwrap() {
+            for (key, value) in counts.as_object().unwrap() {
+                let compared = &report["counters"][kind][key];
+                let compared = if kind == "events" {
+                    value
+                        .as_object()
+                        .unwrap()
+                        .keys()
+                        .map(|outcome| (outcome.clone(), compared[outcome][side].clone()))
+                        .collect::<serde_json::Map<_, _>>()
+                        .into()
+                } else {
+                    compared[side].clone()
+                };
+                assert_eq!(&compared, value, "{context}: counters {kind} {key}");
+            }
+        }
+        let customers = report["customers"].as_array().unwrap();
+        let held: Vec<&serde_json::Value> = customers
+            .iter()
+            .filter(|c| c["held"][side] == true)
+            .collect();
+        let plain_customers = plain["customers"].as_array().unwrap();
+        assert_eq!(
+            held.len(),
+            plain_customers.len(),
+            "{context}: customers held"
+        );
+        for (customer, expected) in held.iter().zip(plain_customers) {
+            assert_eq!(
+                customer["customer_id"], expected["customer_id"],
+                "{context}"
+            );
+            for (window, figures) in expected["windows"].as_object().unwrap() {
+                assert_eq!(
+                    &customer["windows"][window][side], figures,
+                    "{context}: {} {window}",
+                    expected["customer_id"]
+                );
+            }
+        }
+    }
+}
+
+/// A reclassification compared before it ships (issue 11): `training` moves from Onboarding
+/// to Excluded (GM-O rises, GM-M unchanged), `datadog` gets a rule (untagged, then applied;
+/// its repeat, then a duplicate), the EUR rate is corrected; each side equals a replay under
+/// its configuration alone.
+#[test]
+fn compare_a_reclassification() {
+    check_compare_case("compare_reclassify");
+}

@@ -51,7 +51,13 @@ fn top_level_modules_have_no_cycle() {
         if module == "main" || module == "lib" {
             continue;
         }
-        let text = std::fs::read_to_string(&file).expect("a source file is UTF-8");
+        let source = std::fs::read_to_string(&file).expect("a source file is UTF-8");
+        // Code only: a comment may name another module without depending on it.
+        let text: String = source
+            .lines()
+            .filter(|line| !line.trim_start().starts_with("//"))
+            .collect::<Vec<_>>()
+            .join("\n");
         for (index, _) in text.match_indices("crate::") {
             let rest = &text[index + "crate::".len()..];
             let target: String = rest

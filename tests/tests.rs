@@ -6,6 +6,7 @@
 mod cli;
 mod config;
 mod config_files;
+mod exposure;
 mod faults;
 mod golden;
 mod layout;

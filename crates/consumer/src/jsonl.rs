@@ -843,7 +843,11 @@ mod tests {
                 Ok(chunk.len())
             }
         }
-        let chunks = vec![&b"{\"a\":1}\n{\"b\""[..], &b":2}\n"[..], &b"{\"c\":3}\n"[..]];
+        let chunks = vec![
+            &b"{\"a\":1}\n{\"b\""[..],
+            &b":2}\n"[..],
+            &b"{\"c\":3}\n"[..],
+        ];
         let eager = ReaderOptions {
             eager: true,
             ..ReaderOptions::default()
@@ -856,7 +860,11 @@ mod tests {
         assert_eq!(batches, [1, 1, 1], "one batch per short read");
         let mut reader = JsonlReader::new(Trickle(chunks), ReaderOptions::default());
         let (lines, batches) = read_all(&mut reader);
-        assert_eq!((lines.len(), batches), (3, 1), "one full batch without eager");
+        assert_eq!(
+            (lines.len(), batches),
+            (3, 1),
+            "one full batch without eager"
+        );
     }
 
     /// With `keep_blank_lines`, blank lines come back as lines (empty, or their whitespace),

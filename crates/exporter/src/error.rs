@@ -22,4 +22,20 @@ pub enum ExporterError {
         /// The windows there are, comma-separated.
         known: String,
     },
+    /// A series selection does not name every window of the history.
+    #[error("the series selection names {given} windows; the history has {expected}")]
+    SelectionWindows {
+        /// The windows of the history.
+        expected: usize,
+        /// The windows the selection names.
+        given: usize,
+    },
+    /// The exact sum of the customers not exposed (the `__other__` row) would need more
+    /// than 28 significant digits. Never with an engine's view, whose every partial sum of
+    /// the portfolio is exact.
+    #[error("the sum of the customers not exposed at {at} (Unix seconds) cannot stay exact")]
+    InexactSum {
+        /// The step's stamp.
+        at: i64,
+    },
 }

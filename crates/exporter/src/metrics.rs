@@ -28,6 +28,29 @@ pub const REJECTED_EVENTS_TOTAL: &str = "marginstream_rejected_events_total";
 pub const WATERMARK_TIMESTAMP_SECONDS: &str = "marginstream_watermark_timestamp_seconds";
 /// Customers held.
 pub const CUSTOMERS: &str = "marginstream_customers";
+/// Customers with per-customer series of their own (contract section 7).
+pub const CUSTOMERS_EXPOSED: &str = "marginstream_customers_exposed";
+/// Revenue per ACV tier and window (contract section 8).
+pub const SEGMENT_REVENUE: &str = "marginstream_segment_revenue";
+/// Cost per ACV tier, window and margin cost function.
+pub const SEGMENT_COST: &str = "marginstream_segment_cost";
+/// GM-M per ACV tier and window.
+pub const SEGMENT_GM_MARKET_RATIO: &str = "marginstream_segment_gm_market_ratio";
+/// GM-O per ACV tier and window.
+pub const SEGMENT_GM_OPERATING_RATIO: &str = "marginstream_segment_gm_operating_ratio";
+/// Services Drag per ACV tier and window.
+pub const SEGMENT_SERVICES_DRAG_RATIO: &str = "marginstream_segment_services_drag_ratio";
+/// Held customers per ACV tier.
+pub const SEGMENT_CUSTOMERS: &str = "marginstream_segment_customers";
+
+/// The five segment families, in the same order as the customer families.
+pub const SEGMENT_FAMILIES: [&str; 5] = [
+    SEGMENT_REVENUE,
+    SEGMENT_COST,
+    SEGMENT_GM_MARKET_RATIO,
+    SEGMENT_GM_OPERATING_RATIO,
+    SEGMENT_SERVICES_DRAG_RATIO,
+];
 
 /// The five per-customer families, in the order the renderers fill them.
 pub const CUSTOMER_FAMILIES: [&str; 5] = [
@@ -56,8 +79,10 @@ pub enum Kind {
     Counter,
 }
 
-/// Every family of contract section 5: name, kind and help text, in rendering order.
-pub const FAMILIES: [(&str, Kind, &str); 14] = [
+/// Every family of contracts sections 5, 7 and 8: name, kind and help text. The first 14 are
+/// section 5's, in their rendering order; the budget's and the segments' follow (the
+/// renderers write the segments after the portfolio and the budget's gauge last).
+pub const FAMILIES: [(&str, Kind, &str); 21] = [
     (REVENUE, Kind::Gauge, "Recognised revenue of the customer in the window, in reporting currency."),
     (COST, Kind::Gauge, "Cost of the customer in the window for one margin cost function, in reporting currency."),
     (GM_MARKET_RATIO, Kind::Gauge, "GM-M, market gross margin: (revenue - Infrastructure) / revenue. Absent while revenue <= 0."),
@@ -72,4 +97,21 @@ pub const FAMILIES: [(&str, Kind, &str); 14] = [
     (REJECTED_EVENTS_TOTAL, Kind::Counter, "Events rejected and dead-lettered, by reason."),
     (WATERMARK_TIMESTAMP_SECONDS, Kind::Gauge, "The watermark T: latest applied occurred_at (event clock) or the later of that and the wall clock (wall clock), in Unix seconds."),
     (CUSTOMERS, Kind::Gauge, "Customers held in memory."),
+    (CUSTOMERS_EXPOSED, Kind::Gauge, "Customers with per-customer series of their own (metrics.customers_max); the others are summed into customer_id=\"__other__\"."),
+    (SEGMENT_REVENUE, Kind::Gauge, "Recognised revenue of the ACV tier's customers in the window, in reporting currency."),
+    (SEGMENT_COST, Kind::Gauge, "Cost of the ACV tier's customers in the window for one margin cost function, in reporting currency."),
+    (SEGMENT_GM_MARKET_RATIO, Kind::Gauge, "GM-M of the ACV tier's summed figures. Absent while revenue <= 0."),
+    (SEGMENT_GM_OPERATING_RATIO, Kind::Gauge, "GM-O of the ACV tier's summed figures. Absent while revenue <= 0."),
+    (SEGMENT_SERVICES_DRAG_RATIO, Kind::Gauge, "Services Drag of the ACV tier's summed figures. Absent while revenue <= 0."),
+    (SEGMENT_CUSTOMERS, Kind::Gauge, "Held customers in the ACV tier (by annualized revenue run-rate in ledger.segment_window)."),
 ];
+
+/// The index in [`FAMILIES`] of `marginstream_customers_exposed`.
+pub const CUSTOMERS_EXPOSED_INDEX: usize = 14;
+
+/// The index in [`FAMILIES`] of the first segment family (revenue); the five follow in
+/// [`SEGMENT_FAMILIES`] order.
+pub const SEGMENT_FAMILIES_INDEX: usize = 15;
+
+/// The index in [`FAMILIES`] of `marginstream_segment_customers`.
+pub const SEGMENT_CUSTOMERS_INDEX: usize = 20;

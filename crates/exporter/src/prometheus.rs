@@ -2,13 +2,15 @@
 
 use std::thread;
 
-use marginstream_model::money::to_f64;
+use marginstream_model::money::{to_f64, SLOTS};
+use marginstream_model::parse::RESERVED_CUSTOMER_ID as OTHER_CUSTOMER_ID;
 use marginstream_model::{
     CostFunction, EventType, GaugeView, Outcome, RejectReason, WindowFigures,
 };
 use rust_decimal::Decimal;
 
 use crate::metrics::{self, Kind, FAMILIES};
+use crate::segments::{SegmentConfig, SegmentRollup};
 
 /// Options of a rendering.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +28,51 @@ impl Default for RenderOptions {
         RenderOptions {
             threads: thread::available_parallelism().map_or(1, |n| n.get().min(8)),
         }
+    }
+}
+
+/// What a rendering exposes beyond the contract's fixed families: which customers get
+/// series of their own (the exposure budget, contract section 7) in which per-customer
+/// families and windows, and the ACV tiers (section 8).
+#[derive(Clone, Copy)]
+pub struct Exposition<'a> {
+    /// Whether a customer has series of its own; `None`: every customer. Every other held
+    /// customer is summed exactly into the `customer_id="__other__"` row.
+    pub exposed: Option<&'a (dyn Fn(&str) -> bool + Sync)>,
+    /// Which per-customer families are written ([`metrics::CUSTOMER_FAMILIES`] order).
+    pub families: [bool; 5],
+    /// Which windows the per-customer families carry, by label index; empty: every window.
+    pub windows: &'a [bool],
+    /// The tiers of the segment families; `None`: no segment family.
+    pub segments: Option<&'a SegmentConfig>,
+}
+
+impl std::fmt::Debug for Exposition<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Exposition")
+            .field("everyone", &self.exposed.is_none())
+            .field("families", &self.families)
+            .field("windows", &self.windows)
+            .field("segments", &self.segments)
+            .finish()
+    }
+}
+
+impl Exposition<'_> {
+    /// Every customer in every family and window, no segments: the contract v1 exposition.
+    pub const EVERYTHING: Exposition<'static> = Exposition {
+        exposed: None,
+        families: [true; 5],
+        windows: &[],
+        segments: None,
+    };
+
+    fn is_exposed(&self, id: &str) -> bool {
+        self.exposed.is_none_or(|exposed| exposed(id))
+    }
+
+    fn window_shown(&self, window: usize) -> bool {
+        self.windows.is_empty() || self.windows.get(window).copied().unwrap_or(false)
     }
 }
 
@@ -174,7 +221,35 @@ pub(crate) fn write_subject(
     labels: &mut Vec<u8>,
     suffix: &[u8],
 ) {
+    write_subject_selected(
+        buffers,
+        names,
+        prefix,
+        windows,
+        figures,
+        labels,
+        suffix,
+        &Exposition::EVERYTHING,
+    );
+}
+
+/// [`write_subject`], writing only the families and windows `exposition` selects.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn write_subject_selected(
+    buffers: &mut FamilyBuffers,
+    names: [&str; 5],
+    prefix: &[u8],
+    windows: &[String],
+    figures: WindowFigures<'_>,
+    labels: &mut Vec<u8>,
+    suffix: &[u8],
+    exposition: &Exposition<'_>,
+) {
+    let families = exposition.families;
     for (index, window) in windows.iter().enumerate() {
+        if !exposition.window_shown(index) {
+            continue;
+        }
         let figures = figures.window(index);
         labels.clear();
         labels.extend_from_slice(prefix);
@@ -182,49 +257,109 @@ pub(crate) fn write_subject(
         escape_label_value(window, labels);
         labels.push(b'"');
         let base = labels.len();
-        write_amount_sample(
-            &mut buffers.0[0],
-            names[0],
-            labels,
-            figures.revenue(),
-            suffix,
-        );
-        for function in CostFunction::MARGIN {
-            labels.truncate(base);
-            labels.extend_from_slice(b",cost_function=\"");
-            labels.extend_from_slice(function.as_str().as_bytes());
-            labels.push(b'"');
+        if families[0] {
             write_amount_sample(
-                &mut buffers.0[1],
-                names[1],
+                &mut buffers.0[0],
+                names[0],
                 labels,
-                figures.cost(function),
+                figures.revenue(),
                 suffix,
             );
         }
+        if families[1] {
+            for function in CostFunction::MARGIN {
+                labels.truncate(base);
+                labels.extend_from_slice(b",cost_function=\"");
+                labels.extend_from_slice(function.as_str().as_bytes());
+                labels.push(b'"');
+                write_amount_sample(
+                    &mut buffers.0[1],
+                    names[1],
+                    labels,
+                    figures.cost(function),
+                    suffix,
+                );
+            }
+        }
         labels.truncate(base);
-        if let Some(ratios) = figures.ratios() {
-            write_amount_sample(
-                &mut buffers.0[2],
-                names[2],
-                labels,
-                ratios.gm_market,
-                suffix,
-            );
-            write_amount_sample(
-                &mut buffers.0[3],
-                names[3],
-                labels,
-                ratios.gm_operating,
-                suffix,
-            );
-            write_amount_sample(
-                &mut buffers.0[4],
-                names[4],
-                labels,
-                ratios.services_drag,
-                suffix,
-            );
+        if families[2] || families[3] || families[4] {
+            if let Some(ratios) = figures.ratios() {
+                let values = [ratios.gm_market, ratios.gm_operating, ratios.services_drag];
+                for (family, value) in values.into_iter().enumerate() {
+                    if families[2 + family] {
+                        write_amount_sample(
+                            &mut buffers.0[2 + family],
+                            names[2 + family],
+                            labels,
+                            value,
+                            suffix,
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What one thread's share of the customers adds up to besides its text: the customers not
+/// exposed, summed; the tiers; the count of exposed customers.
+#[derive(Debug, Default)]
+pub(crate) struct Rollup {
+    /// Sums of the customers without series of their own, slot-major; empty until one.
+    pub(crate) other: Vec<Decimal>,
+    /// Customers summed into `other`.
+    pub(crate) others: usize,
+    /// Customers written with series of their own.
+    pub(crate) exposed: usize,
+    /// The tiers' sums, with segments.
+    pub(crate) segments: Option<SegmentRollup>,
+    /// A sum left the range of a decimal (not expected: each is part of the portfolio).
+    pub(crate) overflowed: bool,
+}
+
+impl Rollup {
+    fn new(exposition: &Exposition<'_>, windows: usize) -> Rollup {
+        Rollup {
+            segments: exposition
+                .segments
+                .map(|config| SegmentRollup::empty(config, windows)),
+            ..Rollup::default()
+        }
+    }
+
+    fn add_other(&mut self, figures: WindowFigures<'_>) {
+        let sums = figures.sums();
+        if self.other.is_empty() {
+            self.other = vec![Decimal::ZERO; sums.len()];
+        }
+        for (total, value) in self.other.iter_mut().zip(sums) {
+            match total.checked_add(*value) {
+                Some(sum) => *total = sum,
+                None => self.overflowed = true,
+            }
+        }
+        self.others += 1;
+    }
+
+    fn merge(&mut self, other: Rollup) {
+        if !other.other.is_empty() {
+            let windows = other.other.len() / SLOTS;
+            self.add_other(WindowFigures::new(&other.other, windows));
+            self.others += other.others - 1;
+        }
+        self.exposed += other.exposed;
+        self.overflowed |= other.overflowed;
+        if let (Some(into), Some(from)) = (&mut self.segments, other.segments) {
+            into.overflowed |= from.overflowed;
+            for (tier, figures) in into.tiers.iter_mut().zip(from.tiers) {
+                tier.customers += figures.customers;
+                for (total, value) in tier.sums.iter_mut().zip(figures.sums.iter()) {
+                    match total.checked_add(*value) {
+                        Some(sum) => *total = sum,
+                        None => into.overflowed = true,
+                    }
+                }
+            }
         }
     }
 }
@@ -233,20 +368,40 @@ fn render_customers<V: GaugeView + ?Sized>(
     view: &V,
     from: usize,
     to: usize,
+    exposition: &Exposition<'_>,
     buffers: &mut FamilyBuffers,
-) {
+) -> Rollup {
     let mut prefix = Vec::with_capacity(64);
     let mut labels = Vec::with_capacity(128);
     let windows = view.window_labels();
     let names = metrics::CUSTOMER_FAMILIES;
+    let mut rollup = Rollup::new(exposition, windows.len());
     for buffer in &mut buffers.0 {
         buffer.clear();
     }
     for index in from..to {
         let (id, figures) = view.customer(index);
-        customer_prefix(id, &mut prefix);
-        write_subject(buffers, names, &prefix, windows, figures, &mut labels, b"");
+        if let (Some(segments), Some(config)) = (&mut rollup.segments, exposition.segments) {
+            segments.add(config.tier_of(figures), figures);
+        }
+        if exposition.is_exposed(id) {
+            customer_prefix(id, &mut prefix);
+            write_subject_selected(
+                buffers,
+                names,
+                &prefix,
+                windows,
+                figures,
+                &mut labels,
+                b"",
+                exposition,
+            );
+            rollup.exposed += 1;
+        } else {
+            rollup.add_other(figures);
+        }
     }
+    rollup
 }
 
 /// Renders the exposition into buffers it keeps between calls.
@@ -259,9 +414,11 @@ pub struct Renderer {
     options: RenderOptions,
     /// Per-thread buffers of the five per-customer families.
     parts: Vec<FamilyBuffers>,
-    /// Headers, the portfolio, counters and state: one buffer per per-customer family
-    /// header, then the tail.
+    /// One buffer per per-customer family: its header.
     heads: [Vec<u8>; 5],
+    /// One buffer per per-customer family: the `__other__` row.
+    others: FamilyBuffers,
+    /// The portfolio, the segments, the counters and the state.
     tail: Vec<u8>,
 }
 
@@ -274,12 +431,25 @@ impl Renderer {
         }
     }
 
-    /// Renders every family of contract section 5, in the order of [`metrics::FAMILIES`],
-    /// each with its HELP and TYPE lines, and returns the text as ordered chunks. Ratio
-    /// series are absent while revenue <= 0; the watermark is absent before the first
-    /// applied event.
+    /// Renders every family of contract section 5, every customer exposed, no segment: see
+    /// [`Renderer::render_with`].
     pub fn render<V: GaugeView + ?Sized>(&mut self, view: &V) -> Vec<&[u8]> {
+        self.render_with(view, &Exposition::EVERYTHING)
+    }
+
+    /// Renders the families of contract sections 5, 7 and 8 and returns the text as ordered
+    /// chunks: the per-customer families (exposed customers in id order, then the
+    /// `__other__` row when some held customer is not exposed), the portfolio families, the
+    /// segment families (with tiers; every tier present), the counters, the watermark (absent
+    /// before the first applied event), the customers held and the customers exposed. Each
+    /// family comes with its HELP and TYPE lines; ratio series are absent while revenue <= 0.
+    pub fn render_with<V: GaugeView + ?Sized>(
+        &mut self,
+        view: &V,
+        exposition: &Exposition<'_>,
+    ) -> Vec<&[u8]> {
         let customers = view.customer_count();
+        let windows = view.window_labels();
         let threads = self
             .options
             .threads
@@ -287,39 +457,81 @@ impl Renderer {
         let chunk = customers.div_ceil(threads).max(1);
         self.parts.resize_with(threads, FamilyBuffers::default);
         self.parts.truncate(threads);
-        if threads == 1 {
-            render_customers(view, 0, customers, &mut self.parts[0]);
+        let mut rollup = if threads == 1 {
+            render_customers(view, 0, customers, exposition, &mut self.parts[0])
         } else {
-            thread::scope(|scope| {
-                for (t, part) in self.parts.iter_mut().enumerate() {
-                    let from = (t * chunk).min(customers);
-                    let to = ((t + 1) * chunk).min(customers);
-                    scope.spawn(move || render_customers(view, from, to, part));
-                }
+            let rollups: Vec<Rollup> = thread::scope(|scope| {
+                let handles: Vec<_> = self
+                    .parts
+                    .iter_mut()
+                    .enumerate()
+                    .map(|(t, part)| {
+                        let from = (t * chunk).min(customers);
+                        let to = ((t + 1) * chunk).min(customers);
+                        scope.spawn(move || render_customers(view, from, to, exposition, part))
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|handle| handle.join().expect("a rendering thread does not panic"))
+                    .collect()
             });
-        }
+            let mut total = Rollup::new(exposition, windows.len());
+            for part in rollups {
+                total.merge(part);
+            }
+            total
+        };
         for (family, head) in self.heads.iter_mut().enumerate() {
             head.clear();
-            let (name, kind, help) = FAMILIES[family];
-            write_header(head, name, kind, help);
+            if exposition.families[family] {
+                let (name, kind, help) = FAMILIES[family];
+                write_header(head, name, kind, help);
+            }
+        }
+        for buffer in &mut self.others.0 {
+            buffer.clear();
+        }
+        if rollup.others > 0 {
+            let mut prefix = Vec::new();
+            customer_prefix(OTHER_CUSTOMER_ID, &mut prefix);
+            let mut labels = Vec::new();
+            let other = std::mem::take(&mut rollup.other);
+            write_subject_selected(
+                &mut self.others,
+                metrics::CUSTOMER_FAMILIES,
+                &prefix,
+                windows,
+                WindowFigures::new(&other, windows.len()),
+                &mut labels,
+                b"",
+                exposition,
+            );
         }
         self.tail.clear();
-        render_tail(view, &mut self.tail);
+        render_tail(view, exposition, &rollup, &mut self.tail);
 
-        let mut chunks = Vec::with_capacity(5 * (threads + 1) + 1);
+        let mut chunks = Vec::with_capacity(6 * (threads + 2) + 1);
         for family in 0..5 {
             chunks.push(self.heads[family].as_slice());
             for part in &self.parts {
                 chunks.push(part.0[family].as_slice());
             }
+            chunks.push(self.others.0[family].as_slice());
         }
         chunks.push(self.tail.as_slice());
         chunks
     }
 }
 
-/// The portfolio families, the counters, the watermark and the customer count.
-fn render_tail<V: GaugeView + ?Sized>(view: &V, out: &mut Vec<u8>) {
+/// The portfolio families, the segments, the counters, the watermark and the customer
+/// counts.
+fn render_tail<V: GaugeView + ?Sized>(
+    view: &V,
+    exposition: &Exposition<'_>,
+    rollup: &Rollup,
+    out: &mut Vec<u8>,
+) {
     let mut portfolio = FamilyBuffers::default();
     let names = metrics::PORTFOLIO_FAMILIES;
     let mut labels = Vec::new();
@@ -336,6 +548,10 @@ fn render_tail<V: GaugeView + ?Sized>(view: &V, out: &mut Vec<u8>) {
         let (name, kind, help) = FAMILIES[5 + family];
         write_header(out, name, kind, help);
         out.extend_from_slice(buffer);
+    }
+
+    if let (Some(config), Some(segments)) = (exposition.segments, &rollup.segments) {
+        write_segments(view.window_labels(), config, segments, b"", out);
     }
 
     let counters = view.counters();
@@ -370,16 +586,80 @@ fn render_tail<V: GaugeView + ?Sized>(view: &V, out: &mut Vec<u8>) {
     let (name, kind, help) = FAMILIES[13];
     write_header(out, name, kind, help);
     write_sample(out, name, b"", view.customer_count() as f64);
+    let (name, kind, help) = FAMILIES[metrics::CUSTOMERS_EXPOSED_INDEX];
+    write_header(out, name, kind, help);
+    write_sample(out, name, b"", rollup.exposed as f64);
 }
 
-/// Appends the whole exposition to `out`: a one-shot [`Renderer`].
+/// Writes the segment families: per tier the sums and ratios of its customers for every
+/// window, then the customers per tier. `suffix` goes after each value (an OpenMetrics
+/// timestamp, or nothing). Every tier is present, at 0 when empty.
+pub(crate) fn write_segments(
+    windows: &[String],
+    config: &SegmentConfig,
+    rollup: &SegmentRollup,
+    suffix: &[u8],
+    out: &mut Vec<u8>,
+) {
+    let mut buffers = FamilyBuffers::default();
+    let mut prefix = Vec::new();
+    let mut labels = Vec::new();
+    for (tier, figures) in config.tiers.iter().zip(&rollup.tiers) {
+        prefix.clear();
+        prefix.extend_from_slice(b"segment=\"");
+        escape_label_value(&tier.name, &mut prefix);
+        prefix.extend_from_slice(b"\",");
+        write_subject(
+            &mut buffers,
+            metrics::SEGMENT_FAMILIES,
+            &prefix,
+            windows,
+            figures.figures(windows.len()),
+            &mut labels,
+            suffix,
+        );
+    }
+    for (family, buffer) in buffers.0.iter().enumerate() {
+        let (name, kind, help) = FAMILIES[metrics::SEGMENT_FAMILIES_INDEX + family];
+        write_header(out, name, kind, help);
+        out.extend_from_slice(buffer);
+    }
+    let (name, kind, help) = FAMILIES[metrics::SEGMENT_CUSTOMERS_INDEX];
+    write_header(out, name, kind, help);
+    for (tier, figures) in config.tiers.iter().zip(&rollup.tiers) {
+        labels.clear();
+        labels.extend_from_slice(b"segment=\"");
+        escape_label_value(&tier.name, &mut labels);
+        labels.push(b'"');
+        out.extend_from_slice(name.as_bytes());
+        out.push(b'{');
+        out.extend_from_slice(&labels);
+        out.extend_from_slice(b"} ");
+        out.extend_from_slice(itoa::Buffer::new().format(figures.customers).as_bytes());
+        out.extend_from_slice(suffix);
+        out.push(b'\n');
+    }
+}
+
+/// Appends the whole exposition to `out`: a one-shot [`Renderer`], everything exposed.
 pub fn render_prometheus<V: GaugeView + ?Sized>(
     view: &V,
     options: RenderOptions,
     out: &mut Vec<u8>,
 ) {
+    render_prometheus_with(view, options, &Exposition::EVERYTHING, out);
+}
+
+/// Appends the whole exposition to `out` with `exposition`'s budget and tiers: a one-shot
+/// [`Renderer::render_with`].
+pub fn render_prometheus_with<V: GaugeView + ?Sized>(
+    view: &V,
+    options: RenderOptions,
+    exposition: &Exposition<'_>,
+    out: &mut Vec<u8>,
+) {
     let mut renderer = Renderer::new(options);
-    let chunks = renderer.render(view);
+    let chunks = renderer.render_with(view, exposition);
     out.reserve(chunks.iter().map(|c| c.len()).sum());
     for chunk in chunks {
         out.extend_from_slice(chunk);

@@ -13,8 +13,10 @@
 //!   and the scan that finds the latest complete snapshot of a partition.
 //! - [`live`]: `run`'s loop (Kafka in, one engine per partition, dead letters,
 //!   checkpoints, self-metrics) and [`live::LiveHandle`], which starts it on its own thread.
-//! - [`http`]: the `run` command: the loop plus `/metrics`, `/healthz`, `/readyz` and
-//!   shutdown on signals.
+//! - [`http`]: the `run` command: the loop plus `/metrics`, `/healthz`, `/readyz`, the query
+//!   API and shutdown on signals.
+//! - [`web`]: who may read the figures: `metrics.web_config_file` (TLS, client certificates,
+//!   basic auth) in the Prometheus exporter toolkit's format, and the listener that applies it.
 //! - [`replay`]: the engine over a JSONL ledger or the topic read directly, and the backfill
 //!   history.
 //! - [`generate`]: the deterministic synthetic ledger.
@@ -23,9 +25,10 @@
 //! - [`published`]: the readers' side of `run`: immutable snapshots of the live state that
 //!   `/metrics` and the query API read without waiting for the loop.
 //!
-//! The modules depend on each other in one direction: `http` → `live` → `published`,
+//! The modules depend on each other in one direction: `http` → `web`, `live` → `published`,
 //! `checkpoint`, `clock`; `config` → `live` (it builds [`live::LiveSettings`]); `replay`,
-//! `kafka_tools` → `config`; `generate`, `kafka_tools` → `pacer`. Nothing depends on `http`.
+//! `kafka_tools`, `web` → `config`; `generate`, `kafka_tools` → `pacer`. Nothing depends on
+//! `http`.
 //!
 //! # Design decisions
 //!
@@ -56,3 +59,4 @@ pub mod pacer;
 pub mod published;
 pub mod replay;
 pub mod state_topic;
+pub mod web;

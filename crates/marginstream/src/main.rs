@@ -11,7 +11,7 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::io::{self, IsTerminal};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
@@ -20,7 +20,7 @@ use marginstream::fingerprint::RulesChanged;
 use marginstream::generate::GenerateArgs;
 use marginstream::kafka_tools::{self, ProduceArgs};
 use marginstream::replay::{self, ReplayArgs};
-use marginstream::{generate, http};
+use marginstream::{generate, http, web};
 
 /// marginstream: per-customer gross margin (GM-M, GM-O and the Services Drag between them)
 /// from a Commercial Event Ledger of Revenue_Event and Cost_Event messages, as exact decimals,
@@ -132,6 +132,12 @@ fn quoted(text: &str) -> String {
 impl ConfigArgs {
     /// Loads the file, then the environment, then these flags, and validates.
     fn load(&self) -> Result<Config, ConfigError> {
+        self.load_file(self.config.as_deref())
+    }
+
+    /// Loads `file` (instead of `--config`), then the environment, then these flags, and
+    /// validates: `replay --compare-config OLD` gets OLD with the same overrides as NEW.
+    fn load_file(&self, file: Option<&Path>) -> Result<Config, ConfigError> {
         let mut flags: Vec<(&str, String)> = Vec::new();
         if let Some(windows) = &self.windows {
             let list: Vec<String> = windows.iter().map(|w| quoted(w.trim())).collect();
@@ -155,7 +161,7 @@ impl ConfigArgs {
         if let Some(max) = self.max_customers {
             flags.push(("ledger.max_customers", max.to_string()));
         }
-        config::load(self.config.as_deref(), std::env::vars(), &flags)
+        config::load(file, std::env::vars(), &flags)
     }
 }
 
@@ -177,6 +183,20 @@ fn is_broken_pipe(error: &anyhow::Error) -> bool {
         cause
             .downcast_ref::<io::Error>()
             .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Returns `true` if the error exits with code 2: the command line's or the configuration's
+/// (`replay --compare-config` finds those only once both configurations are loaded), or
+/// (`run`) a state built under other tagging rules or rates with
+/// `ledger.on_rules_change = "refuse"`.
+fn is_usage(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause.downcast_ref::<ConfigError>().is_some()
+            || cause
+                .downcast_ref::<replay::compare::UsageError>()
+                .is_some()
+            || cause.downcast_ref::<RulesChanged>().is_some()
     })
 }
 
@@ -211,13 +231,48 @@ fn main() -> ExitCode {
         },
         Command::Generate(_) => None,
     };
+    // The web configuration's checks read files, so they run after config::validate, for
+    // the two commands that serve or check it; a problem is a configuration error (2).
+    let web = match (&cli.command, &config) {
+        (Command::Run(_) | Command::CheckConfig(_), Some(config)) => {
+            match web::load_configured(config) {
+                Ok(web) => web,
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        _ => None,
+    };
     let result = match (&cli.command, config) {
-        (Command::Replay { replay, .. }, Some(config)) => replay::run(&config, replay),
+        (
+            Command::Replay {
+                replay,
+                config: args,
+            },
+            Some(config),
+        ) => match &replay.compare_config {
+            None => replay::run(&config, replay),
+            Some(old) => match args.load_file(Some(old)) {
+                Ok(old) => replay::compare::run(&old, &config, replay),
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    return ExitCode::from(2);
+                }
+            },
+        },
         (Command::CheckConfig(_), Some(config)) => {
-            println!("{}", config.describe());
+            let web = web.map_or_else(
+                || "plain HTTP, no authentication".to_owned(),
+                |web| format!("{}: {}", web.file.display(), web.describe()),
+            );
+            let description = config.describe();
+            let (summary, rest) = description.split_once('\n').unwrap_or((&description, ""));
+            println!("{summary}\n# web: {web}\n{rest}");
             Ok(())
         }
-        (Command::Run(_), Some(config)) => http::serve(&config),
+        (Command::Run(_), Some(config)) => http::serve(&config, web),
         (Command::Produce { produce, .. }, Some(config)) => kafka_tools::produce(&config, produce),
         (Command::CreateTopics { partitions, .. }, Some(config)) => {
             kafka_tools::create(&config, *partitions)
@@ -228,7 +283,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
-        Err(error) if error.chain().any(|cause| cause.is::<RulesChanged>()) => {
+        Err(error) if is_usage(&error) => {
             eprintln!("error: {error:#}");
             ExitCode::from(2)
         }

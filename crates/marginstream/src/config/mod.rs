@@ -80,6 +80,8 @@ pub struct Config {
     pub kafka: RawKafka,
     /// The `/metrics` listen address.
     pub listen: SocketAddr,
+    /// The web configuration file (TLS, basic auth), if any; read by `crate::web::load`.
+    pub web_config_file: Option<PathBuf>,
     /// The engine's settings; `clock` is resolved by [`Config::engine_for`].
     pub engine: EngineConfig,
     /// The configured clock, if any.

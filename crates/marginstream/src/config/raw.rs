@@ -97,6 +97,10 @@ impl Default for RawKafka {
 pub struct RawMetrics {
     /// Listen address (default `127.0.0.1:9898`: loopback, as in the contract).
     pub listen: String,
+    /// A web configuration file in the Prometheus exporter toolkit's format: TLS and
+    /// basic auth on every path but `/healthz` and `/readyz` (default unset: plain HTTP,
+    /// no authentication; contract §12). Checked by `crate::web::load`.
+    pub web_config_file: Option<String>,
     /// Most customers with per-customer series of their own; every other held customer is
     /// summed exactly into `customer_id="__other__"` (default 10000; 0 gives none). Contract
     /// section 7. The query API answers for every customer whatever this is.
@@ -128,6 +132,7 @@ impl Default for RawMetrics {
     fn default() -> RawMetrics {
         RawMetrics {
             listen: "127.0.0.1:9898".to_owned(),
+            web_config_file: None,
             customers_max: CUSTOMERS_MAX_DEFAULT,
             customers_always: Vec::new(),
             rank_window: None,

@@ -90,6 +90,7 @@ pub fn validate(raw: RawConfig, problems: &mut Vec<ConfigProblem>) -> Option<Con
     Some(Config {
         kafka: raw.kafka.clone(),
         listen: listen?,
+        web_config_file: raw.metrics.web_config_file.as_ref().map(PathBuf::from),
         state_dir,
         checkpoint_interval,
         engine: ledger.engine,
@@ -247,8 +248,19 @@ fn state(raw: &RawState, problems: &mut Problems<'_>) -> Option<(PathBuf, Durati
     Some((PathBuf::from(&raw.dir), interval?))
 }
 
-/// `[metrics]`: the listen address.
+/// `[metrics]`: the listen address and the web configuration file's name (the file itself
+/// is read by `crate::web::load`, not here: validation does no I/O).
 fn metrics(raw: &RawMetrics, problems: &mut Problems<'_>) -> Option<SocketAddr> {
+    if raw
+        .web_config_file
+        .as_deref()
+        .is_some_and(|path| path.trim().is_empty())
+    {
+        problems.push(
+            "metrics.web_config_file",
+            "must not be empty: name the file, or leave the key out for plain HTTP",
+        );
+    }
     raw.listen
         .parse::<SocketAddr>()
         .map_err(|_| {

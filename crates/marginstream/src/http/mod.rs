@@ -92,12 +92,13 @@ async fn shutdown_signal() {
 }
 
 /// `marginstream run`: serves the endpoint while the loop runs, until SIGTERM or SIGINT (or
-/// the loop ends on its own, on an error); then waits for the loop's final checkpoint.
+/// the loop ends on its own, on an error); then waits for the loop's final checkpoint. `web`
+/// is the loaded `metrics.web_config_file` (TLS, basic auth), if any.
 ///
 /// # Errors
 ///
 /// When `metrics.listen` cannot be bound, or the loop fails.
-pub fn serve(config: &Config) -> anyhow::Result<()> {
+pub fn serve(config: &Config, web: Option<Arc<crate::web::WebConfig>>) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -110,6 +111,7 @@ pub fn serve(config: &Config) -> anyhow::Result<()> {
         topic = %config.kafka.topic,
         brokers = %config.kafka.brokers,
         group = %config.kafka.group_id,
+        web = %web.as_ref().map_or_else(|| "plain HTTP, no authentication".to_owned(), |web| web.describe()),
         "serving /metrics, /healthz, /readyz and /api/v1"
     );
     let handle = LiveHandle::spawn(config.live_settings())?;
@@ -122,7 +124,7 @@ pub fn serve(config: &Config) -> anyhow::Result<()> {
                 tokio::time::sleep(LOOP_CHECK_INTERVAL).await;
             }
         };
-        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let server = crate::web::serve(listener, app, web, async move {
             tokio::select! {
                 _ = shutdown_signal() => info!("signal received: final checkpoint, commit, leaving the group"),
                 _ = loop_done => {}

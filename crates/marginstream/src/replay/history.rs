@@ -1,8 +1,11 @@
 //! The history of the gauges for backfill (`--openmetrics-out`), taken while the engine runs.
 
 use marginstream_aggregator::Engine;
+use marginstream_exporter::exposure::{self, ExposureConfig};
 use marginstream_exporter::openmetrics::HistoryWriter;
 use marginstream_exporter::ExporterError;
+use marginstream_exporter::SeriesSelection;
+use marginstream_model::GaugeView;
 use marginstream_model::Timestamp;
 
 /// Takes the history of the gauges while the engine runs: the sample stamped `s` (a multiple
@@ -41,8 +44,15 @@ impl History {
         }
     }
 
-    /// Stamps the last boundary if the watermark stopped exactly on it, and writes the file.
-    pub(super) fn finish(mut self, engine: &mut Engine) -> anyhow::Result<u64> {
+    /// Stamps the last boundary if the watermark stopped exactly on it, and writes the file
+    /// with the exposure budget's one choice on the final state (contract section 7): the
+    /// chosen customers get series of their own at every step, the others are summed into
+    /// `__other__`.
+    pub(super) fn finish(
+        mut self,
+        engine: &mut Engine,
+        exposure: &ExposureConfig,
+    ) -> anyhow::Result<u64> {
         if let (Some(next), Some(watermark)) = (self.next, engine.watermark()) {
             if self.error.is_none() && watermark == Timestamp::from_seconds(next) {
                 if let Err(error) = self.writer.snapshot(&engine.view(), watermark) {
@@ -53,6 +63,13 @@ impl History {
         if let Some(error) = self.error {
             return Err(error.into());
         }
-        Ok(self.writer.finish()?)
+        let view = engine.view();
+        let chosen = exposure::choose(&view, exposure);
+        let selection = SeriesSelection {
+            exposed: (chosen.len() < view.customer_count()).then_some(chosen),
+            families: exposure.families,
+            windows: exposure.windows.clone(),
+        };
+        Ok(self.writer.finish(&selection)?)
     }
 }

@@ -3,15 +3,20 @@
 //!
 //! - [`replay`]: reads the ledger into a new engine and returns it with a summary; [`run`]
 //!   is the command: replay, then print the final state in the chosen format.
+//! - [`compare`]: `--compare-config OLD`, the ledger under two configurations at once and
+//!   what changes between them.
 //! - `source`: where the lines come from. `rejected`: the rejected-events file. `history`:
 //!   the backfill history taken while the engine runs. `progress`: the progress bar.
+//!   `pipeline`: the two threads below, shared by the replay and the comparison.
 //!
 //! Two threads: the reader cuts the input into batches of lines and prepares every line
 //! (parse, validate, convert, tag: the costly part); the calling thread applies the prepared
 //! events to the engine in input order and writes rejected lines. A bounded channel of
 //! [`READ_AHEAD_BATCHES`] batches between them bounds memory.
 
+pub mod compare;
 mod history;
+mod pipeline;
 mod progress;
 mod rejected;
 mod source;
@@ -21,14 +26,15 @@ use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use marginstream_aggregator::{ClockMode, Engine, Prepared};
-use marginstream_consumer::kafka::TopicReader;
-use marginstream_consumer::{InputReader, LineBatch, Offset, Partition, ReaderOptions};
+use marginstream_consumer::LineBatch;
+use marginstream_exporter::exposure;
 use marginstream_exporter::json::render_json;
 use marginstream_exporter::openmetrics::HistoryWriter;
+use marginstream_exporter::prometheus::{render_prometheus_with, Exposition};
 use marginstream_exporter::table::render_table;
-use marginstream_exporter::{render_prometheus, RenderOptions};
+use marginstream_exporter::RenderOptions;
 use marginstream_model::{
     Counters, DurationSpec, EventType, GaugeView, Outcome, RejectReason, Rejection, Timestamp,
 };
@@ -37,9 +43,10 @@ use tracing::info;
 use crate::clock::wall_clock;
 use crate::config::Config;
 use history::History;
+use pipeline::{read_and_apply, Batch};
 use progress::Reporter;
 use rejected::RejectedWriter;
-use source::Source;
+use source::{Opened, Source};
 
 /// Batches prepared ahead of the engine: bounds memory to about this many times the batch
 /// size (1 MiB) plus the parsed events.
@@ -99,16 +106,26 @@ pub struct ReplayArgs {
         default_value = "marginstream-rejected.jsonl"
     )]
     pub rejected_out: PathBuf,
-    /// Output format of the final state.
-    #[arg(long, value_enum, default_value_t = Format::Prometheus)]
-    pub format: Format,
+    /// Output format of the final state (default: prometheus; table with
+    /// --compare-config, which refuses prometheus).
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// Compare: replay the ledger under this OLD configuration too, and print per customer
+    /// and window the figures under both and the change (NEW - OLD), the portfolio's, the
+    /// counters under each and the events that moved between functions. NEW is --config.
+    /// Both must agree on the windows, bucket, clock, lifetime, reporting currency and
+    /// limits; the environment and the flags override both alike.
+    #[arg(long, value_name = "OLD", conflicts_with = "openmetrics_out")]
+    pub compare_config: Option<PathBuf>,
     /// Write the output to this file instead of standard output.
     #[arg(long, short, value_name = "PATH")]
     pub output: Option<PathBuf>,
     /// The window of `--format table` (default: `all`, or the longest window without it).
+    /// With --compare-config, the window whose changes are listed.
     #[arg(long, value_name = "WINDOW")]
     pub window: Option<String>,
-    /// At most this many customers in `--format table`.
+    /// At most this many customers in `--format table` (with --compare-config: of those
+    /// that changed).
     #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
     /// Progress display on standard error.
@@ -137,15 +154,18 @@ pub struct ReplaySummary {
     pub elapsed: Duration,
 }
 
-/// One batch of lines and the result of preparing each.
-struct Prepared_ {
-    batch: LineBatch,
-    results: Vec<Result<Prepared, Rejection>>,
-    bytes_read: u64,
-    /// With --from-kafka, the partition and offset of each line.
-    origins: Vec<(Partition, Offset)>,
-    /// The index of the input file of the batch (0 with --from-kafka).
-    input: usize,
+/// Returns the rejection of a line longer than `ledger.max_event_bytes`, which the reader
+/// truncated at `length` bytes.
+fn oversized(length: u64, max_event_bytes: usize) -> Rejection {
+    Rejection::new(
+        RejectReason::Oversized,
+        format!("message is {length} bytes, more than ledger.max_event_bytes = {max_event_bytes}"),
+    )
+}
+
+/// Returns whether `at` is in `[since, until)` (either bound may be absent).
+fn in_range(at: Timestamp, since: Option<Timestamp>, until: Option<Timestamp>) -> bool {
+    !(since.is_some_and(|since| at < since) || until.is_some_and(|until| at >= until))
 }
 
 /// Parses an RFC 3339 time of a flag.
@@ -167,9 +187,16 @@ pub fn replay(config: &Config, args: &ReplayArgs) -> anyhow::Result<(Engine, Rep
         (Some(path), Some(step)) => {
             let step =
                 DurationSpec::parse(step).map_err(|error| anyhow::anyhow!("--step: {error}"))?;
-            Some(History {
-                writer: HistoryWriter::create(path)
+            let writer = HistoryWriter::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            let writer = match &config.publishing.segments {
+                Some(segments) => writer
+                    .with_segments(segments.clone())
                     .with_context(|| format!("cannot create {}", path.display()))?,
+                None => writer,
+            };
+            Some(History {
+                writer,
                 step_seconds: step.seconds(),
                 next: None,
                 error: None,
@@ -181,139 +208,58 @@ pub fn replay(config: &Config, args: &ReplayArgs) -> anyhow::Result<(Engine, Rep
     let until = time_flag("--until", args.until.as_deref())?;
     let preparer = &config.preparer;
     let max_event_bytes = preparer.limits().max_event_bytes;
-    let (mut source, total_bytes, files) = if args.input.is_empty() {
-        let settings = config.kafka_settings();
-        info!(topic = %settings.topic, brokers = %settings.brokers, "reading the topic from its beginning");
-        (
-            Source::Kafka(TopicReader::new(&settings, max_event_bytes + 1)?),
-            None,
-            Vec::new(),
-        )
-    } else {
-        let reader = InputReader::open(
-            &args.input,
-            ReaderOptions {
-                batch_bytes: 1 << 20,
-                line_bytes_max: (max_event_bytes + 1).max(1 << 20),
-                // Every line is a message: a blank one is rejected, not skipped.
-                keep_blank_lines: true,
-                // Full batches: a replay reads for throughput, not latency.
-                eager: false,
-            },
-        )?;
-        let files = if reader.len() > 1 {
-            (0..reader.len())
-                .map(|index| reader.path(index).display().to_string())
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let total_bytes = reader.total_bytes();
-        (Source::File(reader), total_bytes, files)
-    };
+    let Opened {
+        source,
+        total_bytes,
+        files,
+    } = Source::open(config, args)?;
     let mut rejected = RejectedWriter::create(&args.rejected_out, files)?;
     let mut reporter = Reporter::new(args.progress, total_bytes);
     let started = Instant::now();
     let mut skipped = 0u64;
-    let (sender, receiver) = crossbeam_channel::bounded::<Prepared_>(READ_AHEAD_BATCHES);
-    // Consumed batches go back to the reader, so their memory is reused, not page-faulted.
-    let (recycle, recycled) = crossbeam_channel::bounded::<Prepared_>(READ_AHEAD_BATCHES + 1);
-
-    let (lines, bytes) = std::thread::scope(|scope| -> anyhow::Result<(u64, u64)> {
-        let reader_thread = scope.spawn(move || -> anyhow::Result<(u64, u64)> {
-            let reader = &mut source;
-            let mut bytes_read = 0u64;
-            loop {
-                let mut results = Vec::new();
-                if let Ok(old) = recycled.try_recv() {
-                    reader.recycle(old.batch);
-                    results = old.results;
-                    results.clear();
-                }
-                let Some((batch, origins, input)) = reader.next_batch()? else {
-                    break;
-                };
-                bytes_read += batch.buffer.len() as u64;
-                results.extend(batch.lines.iter().enumerate().map(|(index, line)| {
-                    match line.truncated_from {
-                        Some(length) => Err(Rejection::new(
-                            RejectReason::Oversized,
-                            format!("message is {length} bytes, more than ledger.max_event_bytes = {max_event_bytes}"),
-                        )),
-                        None => preparer.prepare(batch.line(index)),
-                    }
-                }));
-                let item = Prepared_ {
-                    batch,
-                    results,
-                    bytes_read: reader.bytes_read(bytes_read),
-                    origins,
-                    input,
-                };
-                if sender.send(item).is_err() {
-                    // The engine side stopped on an error of its own, reported there.
-                    break;
+    let prepare = |lines: &LineBatch, index: usize| match lines.lines[index].truncated_from {
+        Some(length) => Err(oversized(length, max_event_bytes)),
+        None => preparer.prepare(lines.line(index)),
+    };
+    let apply = |batch: &Batch<Result<Prepared, Rejection>>,
+                 results: std::vec::Drain<'_, Result<Prepared, Rejection>>|
+     -> anyhow::Result<()> {
+        let now = wall_clock();
+        for (index, result) in results.enumerate() {
+            if let Ok(prepared) = &result {
+                if !in_range(prepared.occurred_at, since, until) {
+                    skipped += 1;
+                    continue;
                 }
             }
-            Ok((reader.lines_read(), reader.bytes_read(bytes_read)))
-        });
-
-        let mut events = 0u64;
-        for mut item in receiver {
-            let now = wall_clock();
-            for (index, result) in item.results.drain(..).enumerate() {
-                if let Ok(prepared) = &result {
-                    let at = prepared.occurred_at;
-                    if since.is_some_and(|since| at < since)
-                        || until.is_some_and(|until| at >= until)
-                    {
-                        skipped += 1;
-                        continue;
-                    }
+            let outcome = match result {
+                Ok(prepared) => match history.as_mut() {
+                    Some(history) => engine
+                        .record_observed(prepared, now, &mut |engine, target| {
+                            history.before_advance(engine, target)
+                        })
+                        .map(|_| ()),
+                    None => engine.record(prepared, now).map(|_| ()),
+                },
+                Err(rejection) => {
+                    engine.count_rejection(rejection.reason);
+                    Err(rejection)
                 }
-                let outcome = match result {
-                    Ok(prepared) => match history.as_mut() {
-                        Some(history) => engine
-                            .record_observed(prepared, now, &mut |engine, target| {
-                                history.before_advance(engine, target)
-                            })
-                            .map(|_| ()),
-                        None => engine.record(prepared, now).map(|_| ()),
-                    },
-                    Err(rejection) => {
-                        engine.count_rejection(rejection.reason);
-                        Err(rejection)
-                    }
-                };
-                if let Err(rejection) = outcome {
-                    let line = &item.batch.lines[index];
-                    rejected.write(
-                        item.input,
-                        line.number,
-                        item.batch.line(index),
-                        line.truncated_from,
-                        item.origins.get(index).copied(),
-                        &rejection,
-                    )?;
-                }
+            };
+            if let Err(rejection) = outcome {
+                rejected.write_line(batch, index, &rejection)?;
             }
-            events += item.batch.lines.len() as u64;
-            reporter.update(item.bytes_read, events);
-            // The reader may have finished; a batch it no longer wants is dropped.
-            let _ = recycle.try_send(item);
         }
-        match reader_thread.join() {
-            Ok(result) => result,
-            Err(_) => bail!("the reader thread panicked"),
-        }
-    })?;
+        Ok(())
+    };
+    let (lines, bytes) = read_and_apply(source, &mut reporter, prepare, apply)?;
     reporter.finish();
     if skipped > 0 {
         info!(skipped, "events outside --since/--until skipped");
     }
     let written = rejected.finish()?;
     if let (Some(history), Some(path)) = (history, &args.openmetrics_out) {
-        let snapshots = history.finish(&mut engine)?;
+        let snapshots = history.finish(&mut engine, &config.publishing.exposure)?;
         info!(snapshots, path = %path.display(), "history written");
     }
     let elapsed = started.elapsed();
@@ -352,6 +298,12 @@ fn output(path: Option<&PathBuf>) -> anyhow::Result<Box<dyn Write>> {
 /// When the input cannot be read, an output cannot be written (a closed pipe included:
 /// `main` ends quietly on that one), or a history step fails.
 pub fn run(config: &Config, args: &ReplayArgs) -> anyhow::Result<()> {
+    if args.compare_config.is_some() {
+        return Err(compare::UsageError(
+            "--compare-config: call replay::compare::run with both configurations".to_owned(),
+        )
+        .into());
+    }
     let (mut engine, summary) = replay(config, args)?;
     let counters = summary.counters;
     let count = |outcome| {
@@ -379,10 +331,20 @@ pub fn run(config: &Config, args: &ReplayArgs) -> anyhow::Result<()> {
     }
     let view = engine.view();
     let mut out = output(args.output.as_ref())?;
-    match args.format {
+    match args.format.unwrap_or(Format::Prometheus) {
         Format::Prometheus => {
+            // The exposure budget chooses on the final state (contract section 7).
+            let publishing = &config.publishing;
+            let chosen = exposure::choose(&view, &publishing.exposure);
+            let exposed = |id: &str| chosen.contains(id);
+            let exposition = Exposition {
+                exposed: Some(&exposed),
+                families: publishing.exposure.families,
+                windows: &publishing.exposure.windows,
+                segments: publishing.segments.as_ref(),
+            };
             let mut text = Vec::new();
-            render_prometheus(&view, RenderOptions::default(), &mut text);
+            render_prometheus_with(&view, RenderOptions::default(), &exposition, &mut text);
             out.write_all(&text)?;
         }
         Format::Json => render_json(&view, config.publishing.segments.as_ref(), &mut out)?,
@@ -392,7 +354,13 @@ pub fn run(config: &Config, args: &ReplayArgs) -> anyhow::Result<()> {
                 .window
                 .clone()
                 .unwrap_or_else(|| labels.last().cloned().unwrap_or_default());
-            render_table(&view, &window, args.limit, &mut out)?;
+            render_table(
+                &view,
+                &window,
+                args.limit,
+                config.publishing.segments.as_ref(),
+                &mut out,
+            )?;
         }
     }
     out.flush().context("cannot write the output")?;

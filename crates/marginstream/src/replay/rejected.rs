@@ -11,6 +11,8 @@ use marginstream_consumer::{Offset, Partition};
 use marginstream_model::Rejection;
 use serde_json::json;
 
+use super::pipeline::Batch;
+
 /// Writes rejected lines as JSONL.
 pub(super) struct RejectedWriter {
     out: BufWriter<File>,
@@ -76,6 +78,24 @@ impl RejectedWriter {
             .with_context(|| format!("cannot write to {}", self.path.display()))?;
         self.written += 1;
         Ok(())
+    }
+
+    /// Writes line `index` of `batch` with its rejection.
+    pub(super) fn write_line<T>(
+        &mut self,
+        batch: &Batch<T>,
+        index: usize,
+        rejection: &Rejection,
+    ) -> anyhow::Result<()> {
+        let line = &batch.lines.lines[index];
+        self.write(
+            batch.input,
+            line.number,
+            batch.lines.line(index),
+            line.truncated_from,
+            batch.origins.get(index).copied(),
+            rejection,
+        )
     }
 
     pub(super) fn finish(mut self) -> anyhow::Result<u64> {
