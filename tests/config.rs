@@ -203,6 +203,101 @@ fn the_description_summarises_the_configuration() {
     assert!(text.contains("[ledger]"), "{text}");
 }
 
+/// Shows the keys of the state topic, static membership, truncated history and rules
+/// changes (issues 10 and 11): their defaults, and each problem with its key.
+#[test]
+fn state_topic_membership_and_rules_change_keys() {
+    let config = load_text("", &[]).expect("an empty file is valid");
+    assert_eq!(
+        config.state_topic.as_deref(),
+        Some("cel.events-marginstream-state"),
+        "the default state topic follows kafka.topic"
+    );
+    let live = config.live_settings();
+    assert_eq!(live.kafka.group_instance_id, None);
+    assert!(!live.restore.accept_truncated_history);
+    assert_eq!(
+        live.restore.on_rules_change,
+        marginstream::fingerprint::OnRulesChange::Restate
+    );
+    let off = load_text("[kafka]\nstate_topic = \"\"\n", &[]).expect("an empty name is valid");
+    assert_eq!(off.state_topic, None, "an empty string turns it off");
+    let set = load_text(
+        "[kafka]\nstate_topic = \"margins.state\"\n[ledger]\naccept_truncated_history = true\non_rules_change = \"refuse\"\n",
+        &[("MARGINSTREAM_KAFKA__GROUP_INSTANCE_ID", "marginstream-0")],
+    )
+    .expect("the keys are valid");
+    assert_eq!(set.state_topic.as_deref(), Some("margins.state"));
+    let live = set.live_settings();
+    assert_eq!(
+        live.kafka.group_instance_id.as_deref(),
+        Some("marginstream-0"),
+        "the environment variable sets the instance id"
+    );
+    assert!(live.restore.accept_truncated_history);
+    assert_eq!(
+        live.restore.on_rules_change,
+        marginstream::fingerprint::OnRulesChange::Refuse
+    );
+
+    let found = problems(
+        r#"
+[kafka]
+topic = "cel.events"
+state_topic = "cel.events"
+group_instance_id = "pod/0"
+[kafka.properties]
+"group.instance.id" = "x"
+[ledger]
+on_rules_change = "ignore"
+"#,
+    );
+    assert_problem(&found, "kafka.state_topic", "must differ from kafka.topic");
+    assert_problem(&found, "kafka.group_instance_id", "not a group instance id");
+    assert_problem(
+        &found,
+        "kafka.properties.group.instance.id",
+        "kafka.group_instance_id",
+    );
+    assert_problem(&found, "ledger.on_rules_change", "neither");
+    let bad = problems("[kafka]\nstate_topic = \"a b\"\n");
+    assert_problem(&bad, "kafka.state_topic", "not a Kafka topic name");
+    let long = problems(&format!("[kafka]\ntopic = \"{}\"\n", "t".repeat(240)));
+    assert_problem(&long, "kafka.state_topic", "longer than 249 bytes");
+    let typed = problems("[ledger]\naccept_truncated_history = \"yes\"\n");
+    assert_problem(&typed, "ledger.accept_truncated_history", "");
+}
+
+/// Shows that the rules and rates fingerprint (issue 11) changes with a tagging rule, a
+/// rate or the reporting currency, and with nothing else: not the listen address, the
+/// windows, the checkpoint interval or the exposure budget; and that `check-config`
+/// prints it.
+#[test]
+fn the_fingerprint_changes_only_with_the_rules_and_rates() {
+    let base = load_text("[ledger.fx]\nEUR = \"1.08\"\n", &[]).expect("valid");
+    let hash = base.fingerprint.hash();
+    assert!(base
+        .describe()
+        .contains(&format!("rules and rates fingerprint: {hash}")));
+    for unrelated in [
+        "[metrics]\nlisten = \"0.0.0.0:9999\"\ncustomers_max = 5\n[ledger.fx]\nEUR = \"1.08\"\n",
+        "[state]\ncheckpoint_interval = \"5m\"\n[ledger]\nwindows = [\"7d\"]\n[ledger.fx]\nEUR = \"1.080\"\n",
+        "[kafka]\ngroup_instance_id = \"a\"\n[ledger.fx]\nEUR = 1.08\n",
+    ] {
+        let config = load_text(unrelated, &[]).expect("valid");
+        assert_eq!(config.fingerprint.hash(), hash, "{unrelated}");
+    }
+    for related in [
+        "[ledger.fx]\nEUR = \"1.0825\"\n",
+        "[ledger.fx]\nEUR = \"1.08\"\nGBP = \"1.27\"\n",
+        "[ledger]\nreporting_currency = \"EUR\"\n",
+        "[ledger.fx]\nEUR = \"1.08\"\n[[tagging.rules]]\nfunction = \"Excluded\"\ncategories = [\"training\"]\n[tagging]\ninclude_default_rules = true\n",
+    ] {
+        let config = load_text(related, &[]).expect("valid");
+        assert_ne!(config.fingerprint.hash(), hash, "{related}");
+    }
+}
+
 /// Shows the exposure budget's and the tiers' keys validated, each problem with its key
 /// (contract sections 7 and 8).
 #[test]

@@ -9,6 +9,11 @@
 //!
 //! Every wait has a deadline and fails saying what it waited for, with the end of the loop's
 //! log (its `tracing` output, captured per test).
+//!
+//! `faults/state.rs`: forged torn, corrupt and foreign snapshots in the state topic, history
+//! the broker dropped, and static membership (issue 10).
+
+mod state;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
@@ -87,6 +92,10 @@ impl Cluster {
             .expect("the mock cluster creates the ledger topic");
         mock.create_topic(&dlq, 1, 1)
             .expect("the mock cluster creates the dead-letter topic");
+        // The mock cluster does not implement CreateTopics: the state topic `run` would
+        // create is made here (the mock does not compact; it keeps 5 MB per partition).
+        mock.create_topic(&format!("{topic}-marginstream-state"), PARTITIONS, 1)
+            .expect("the mock cluster creates the state topic");
         if brokers > 1 {
             for partition in 0..PARTITIONS {
                 mock.partition_leader(&topic, partition, Some(1))

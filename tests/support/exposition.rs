@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 /// Families of the process's own metrics (the standard `process_*` ones included), left out
 /// of comparisons with a reference. The event counters and the watermark are compared apart:
 /// lateness depends on the order in which partitions are read.
-pub const SELF_PREFIXES: [&str; 17] = [
+pub const SELF_PREFIXES: [&str; 20] = [
     "process_",
     "marginstream_loop_",
     "marginstream_publish_",
@@ -20,6 +20,9 @@ pub const SELF_PREFIXES: [&str; 17] = [
     "marginstream_checkpoint",
     "marginstream_restore",
     "marginstream_restored",
+    "marginstream_partition_",
+    "marginstream_restatements",
+    "marginstream_state_",
     "marginstream_dlq_",
     "marginstream_kafka_",
     "marginstream_apply_latency",

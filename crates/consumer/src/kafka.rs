@@ -85,18 +85,33 @@ pub struct KafkaSettings {
     /// over the settings above, except the ones the source relies on (see
     /// [`KafkaSource::new`]).
     pub properties: BTreeMap<String, String>,
+    /// `group.instance.id`: a static member of the group (KIP-345) when set.
+    pub group_instance_id: Option<String>,
     /// How often librdkafka reports statistics (partition high watermarks for the lag).
     pub statistics_interval: Duration,
 }
 
 /// Properties the source sets itself and refuses from `kafka.properties`: changing them
-/// would break the offset handling that makes the effect exactly once.
-pub const RESERVED_PROPERTIES: [&str; 4] = [
+/// would break the offset handling that makes the effect exactly once, or (the instance id)
+/// they have a key of their own.
+pub const RESERVED_PROPERTIES: [&str; 5] = [
     "enable.auto.commit",
     "enable.auto.offset.store",
     "enable.partition.eof",
     "group.id",
+    "group.instance.id",
 ];
+
+/// The consumer's `session.timeout.ms` unless `kafka.properties` sets one (librdkafka: 45 s,
+/// since KIP-735; Kafka's own default before 3.0 was 10 s). How long a crashed member holds
+/// its partitions: measured on the local Tansu broker (`scripts/bench-failover.sh`), a kill
+/// -9 to consuming again took 11.5 s at 6 s, 18.4 s at 10 s and 82.8 s at 45 s (the dead
+/// member's session expires, then the broker holds the join for half a session; see
+/// `docs/operations.md`). 10 s keeps that within 20 s and stays above the 6 s that Kafka
+/// brokers accept at least by default (`group.min.session.timeout.ms`). librdkafka
+/// heartbeats from its own thread (every `heartbeat.interval.ms`, 3 s by default), so a loop
+/// busy applying messages, encoding a checkpoint or restoring a snapshot never misses one.
+pub const SESSION_TIMEOUT_MS_DEFAULT: u32 = 10_000;
 
 /// The high watermark of every partition, from librdkafka's statistics.
 #[derive(Debug, Default)]
@@ -140,7 +155,7 @@ impl ClientContext for SourceContext {
 
 /// Logs a client error of librdkafka (it retries on its own). The end of a partition comes
 /// as an error event too; the consumers handle it in `poll`, so it is no warning.
-fn warn_librdkafka_error(error: &KafkaError, reason: &str) {
+pub(crate) fn warn_librdkafka_error(error: &KafkaError, reason: &str) {
     if error.rdkafka_error_code() != Some(RDKafkaErrorCode::PartitionEOF) {
         tracing::warn!(error = %error, reason, "librdkafka error (it retries on its own)");
     }
@@ -148,7 +163,7 @@ fn warn_librdkafka_error(error: &KafkaError, reason: &str) {
 
 /// Sends librdkafka's log lines to `tracing`. Warnings about properties that do not apply to
 /// one of the clients (`kafka.properties` goes to both) are debug lines.
-fn log_librdkafka(level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+pub(crate) fn log_librdkafka(level: RDKafkaLogLevel, fac: &str, log_message: &str) {
     if fac == "CONFWARN" {
         tracing::debug!(facility = fac, "librdkafka: {log_message}");
         return;
@@ -277,6 +292,8 @@ pub enum Polled<'a> {
 pub struct KafkaSource {
     consumer: BaseConsumer<SourceContext>,
     topic: String,
+    /// A static member (`group.instance.id`) does not leave the group when it closes.
+    static_member: bool,
 }
 
 impl std::fmt::Debug for KafkaSource {
@@ -287,7 +304,7 @@ impl std::fmt::Debug for KafkaSource {
     }
 }
 
-fn client_config(settings: &KafkaSettings) -> ClientConfig {
+pub(crate) fn client_config(settings: &KafkaSettings) -> ClientConfig {
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", &settings.brokers);
     for (key, value) in &settings.properties {
@@ -298,7 +315,7 @@ fn client_config(settings: &KafkaSettings) -> ClientConfig {
 
 /// The configuration of a client that is not a consumer (producers, admin): the passthrough
 /// properties without the consumer's own.
-fn producer_config(settings: &KafkaSettings) -> ClientConfig {
+pub(crate) fn producer_config(settings: &KafkaSettings) -> ClientConfig {
     let mut config = client_config(settings);
     for property in ["group.id", "auto.offset.reset", "enable.auto.commit"] {
         config.remove(property);
@@ -310,11 +327,24 @@ impl KafkaSource {
     /// Creates the consumer and subscribes to the topic. Joining the group happens in
     /// `poll`. Sets, whatever `kafka.properties` says: `group.id`, no auto commit and no
     /// auto offset store (offsets are committed only after a durable checkpoint), partition
-    /// EOF events (a rebuild is complete at the end of its partition), and
-    /// `auto.offset.reset = earliest` as the default for an offset that left the log, and
-    /// `fetch.queue.backoff.ms = 10` as a default (librdkafka: 1000).
+    /// EOF events (a rebuild is complete at the end of its partition), `group.instance.id`
+    /// when the settings name one; and as defaults `auto.offset.reset = earliest` for an
+    /// offset that left the log, `fetch.queue.backoff.ms = 10` (librdkafka: 1000) and
+    /// `session.timeout.ms` = [`SESSION_TIMEOUT_MS_DEFAULT`] (librdkafka: 45000).
     pub fn new(settings: &KafkaSettings) -> Result<KafkaSource, ConsumerError> {
         let mut config = client_config(settings);
+        if let Some(id) = &settings.group_instance_id {
+            config.set("group.instance.id", id);
+        }
+        // With the KIP-848 protocol the broker owns the session timeout, and librdkafka
+        // refuses the property.
+        let kip_848 = settings
+            .properties
+            .get("group.protocol")
+            .is_some_and(|p| p == "consumer");
+        if !settings.properties.contains_key("session.timeout.ms") && !kip_848 {
+            config.set("session.timeout.ms", SESSION_TIMEOUT_MS_DEFAULT.to_string());
+        }
         config
             .set("group.id", &settings.group_id)
             .set("enable.auto.commit", "false")
@@ -356,6 +386,7 @@ impl KafkaSource {
         Ok(KafkaSource {
             consumer,
             topic: settings.topic.clone(),
+            static_member: settings.group_instance_id.is_some(),
         })
     }
 
@@ -409,15 +440,27 @@ impl KafkaSource {
         })
     }
 
-    /// Pauses or resumes fetching every assigned partition (polling goes on).
-    pub fn set_paused(&self, paused: bool) -> Result<(), ConsumerError> {
-        let assignment = self
+    /// Pauses or resumes fetching every assigned partition (polling goes on); on resume,
+    /// the partitions in `held` stay paused.
+    pub fn set_paused(&self, paused: bool, held: &[Partition]) -> Result<(), ConsumerError> {
+        let mut assignment = self
             .consumer
             .assignment()
             .map_err(|source| ConsumerError::Kafka {
                 what: "read the assignment".to_owned(),
                 source,
             })?;
+        if !paused && !held.is_empty() {
+            let mut kept = TopicPartitionList::new();
+            for element in assignment.elements() {
+                if !(element.topic() == self.topic
+                    && held.contains(&Partition(element.partition())))
+                {
+                    kept.add_partition(element.topic(), element.partition());
+                }
+            }
+            assignment = kept;
+        }
         let result = if paused {
             self.consumer.pause(&assignment)
         } else {
@@ -427,6 +470,59 @@ impl KafkaSource {
             what: if paused { "pause" } else { "resume" }.to_owned(),
             source,
         })
+    }
+
+    /// Pauses fetching `partitions` (assigned ones whose history is missing: they are not read
+    /// until the process restarts with `ledger.accept_truncated_history`).
+    pub fn pause_partitions(&self, partitions: &[Partition]) -> Result<(), ConsumerError> {
+        if partitions.is_empty() {
+            return Ok(());
+        }
+        let mut tpl = TopicPartitionList::new();
+        for partition in partitions {
+            tpl.add_partition(&self.topic, partition.0);
+        }
+        self.consumer
+            .pause(&tpl)
+            .map_err(|source| ConsumerError::Kafka {
+                what: "pause partitions".to_owned(),
+                source,
+            })
+    }
+
+    /// Returns the log start offset of `partition` (its low watermark, from a ListOffsets
+    /// request): the first offset the broker still holds. Blocks up to `timeout`.
+    pub fn log_start_offset(
+        &self,
+        partition: Partition,
+        timeout: Duration,
+    ) -> Result<Offset, ConsumerError> {
+        self.consumer
+            .fetch_watermarks(&self.topic, partition.0, timeout)
+            .map(|(low, _high)| Offset(low))
+            .map_err(|source| ConsumerError::Kafka {
+                what: format!(
+                    "read the log start offset of partition {} of {}",
+                    partition.0, self.topic
+                ),
+                source,
+            })
+    }
+
+    /// Returns the low and high watermarks of a partition of any topic (ListOffsets on this
+    /// consumer's connections). Blocks up to `timeout`.
+    pub fn watermarks(
+        &self,
+        topic: &str,
+        partition: i32,
+        timeout: Duration,
+    ) -> Result<(i64, i64), ConsumerError> {
+        self.consumer
+            .fetch_watermarks(topic, partition, timeout)
+            .map_err(|source| ConsumerError::Kafka {
+                what: format!("read the watermarks of partition {partition} of {topic}"),
+                source,
+            })
     }
 
     /// Commits offsets (the next offset to read of each partition) to Kafka, asynchronously.
@@ -470,9 +566,13 @@ impl KafkaSource {
             .load(Ordering::Relaxed)
     }
 
-    /// Leaves the group: unsubscribes and closes the consumer, serving the final revoke.
+    /// Leaves the group: unsubscribes and closes the consumer, serving the final revoke. A
+    /// static member only closes: unsubscribing would send a LeaveGroup, and KIP-345 has a
+    /// static member keep its partitions until it comes back within the session timeout.
     pub fn close(self) {
-        self.consumer.unsubscribe();
+        if !self.static_member {
+            self.consumer.unsubscribe();
+        }
         drop(self.consumer);
     }
 }
@@ -774,46 +874,23 @@ impl DeadLetterSink {
     }
 }
 
-/// Creates topics that do not exist yet (an existing topic is left as it is). For the demo,
-/// the tests and `marginstream create-topics`: a production cluster's topics are made by its
-/// operators.
+/// Creates topics that do not exist yet (an existing topic is left as it is), with one
+/// replica. For the demo, the tests and `marginstream create-topics`: a production cluster's
+/// topics are made by its operators.
 pub async fn create_topics(
     settings: &KafkaSettings,
     topics: &[(&str, i32)],
 ) -> Result<(), ConsumerError> {
-    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-    use rdkafka::client::DefaultClientContext;
-    let config = producer_config(settings);
-    let admin: AdminClient<DefaultClientContext> =
-        config.create().map_err(|source| ConsumerError::Kafka {
-            what: "create the admin client".to_owned(),
-            source,
-        })?;
-    let new: Vec<NewTopic<'_>> = topics
+    let specs: Vec<crate::state::TopicSpec<'_>> = topics
         .iter()
-        .map(|(name, partitions)| NewTopic::new(name, *partitions, TopicReplication::Fixed(1)))
+        .map(|(name, partitions)| crate::state::TopicSpec {
+            name,
+            partitions: *partitions,
+            replication: Some(1),
+            config: Vec::new(),
+        })
         .collect();
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let results = admin
-        .create_topics(new.iter(), &options)
-        .await
-        .map_err(|source| ConsumerError::Kafka {
-            what: "create topics".to_owned(),
-            source,
-        })?;
-    for result in results {
-        match result {
-            Ok(_) => {}
-            Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((name, code)) => {
-                return Err(ConsumerError::Kafka {
-                    what: format!("create topic {name}"),
-                    source: KafkaError::AdminOp(code),
-                })
-            }
-        }
-    }
-    Ok(())
+    crate::state::create_topics_with(settings, &specs).await
 }
 
 /// Produces ledger lines to the topic, keyed by `customer_id` (else `event_id`) as the

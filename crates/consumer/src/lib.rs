@@ -14,6 +14,8 @@
 //!   dead-letter producer that never drops a letter ([`DeadLetterSink`]), the topic reader
 //!   of `replay --from-kafka` ([`kafka::TopicReader`]), the ledger producer and topic
 //!   creation of the demo and tests.
+//! - [`state`]: the state topic's records, written with acknowledgement and read back whole
+//!   partitions at a time, and its creation (compacted) and checks.
 //! - [`error`]: the crate's one error type.
 //!
 //! # Design decisions
@@ -51,6 +53,7 @@ pub mod error;
 pub mod input;
 pub mod jsonl;
 pub mod kafka;
+pub mod state;
 
 pub use error::ConsumerError;
 pub use input::{Compression, InputBatch, InputReader};

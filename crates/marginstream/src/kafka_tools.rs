@@ -6,10 +6,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use marginstream_consumer::kafka::{create_topics, LedgerProducer};
+use marginstream_consumer::state::{create_topics_with, TopicSpec};
 use marginstream_consumer::{InputReader, ReaderOptions};
 use tracing::info;
 
 use crate::config::Config;
+use crate::live::STATE_TOPIC_CONFIG;
 use crate::pacer::Pacer;
 
 /// How often `produce` logs its progress.
@@ -90,8 +92,10 @@ pub fn produce(config: &Config, args: &ProduceArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `marginstream create-topics`: `kafka.topic` with `partitions` partitions and
-/// `kafka.dlq_topic` with one, if they do not exist.
+/// `marginstream create-topics`: `kafka.topic` with `partitions` partitions,
+/// `kafka.dlq_topic` with one, and the state topic (unless turned off) with `partitions`,
+/// compacted, if they do not exist. One replica each, for the demo and the tests; the
+/// state topic as `run` creates it otherwise.
 ///
 /// # Errors
 ///
@@ -106,6 +110,21 @@ pub fn create(config: &Config, partitions: i32) -> anyhow::Result<()> {
         &settings,
         &[(&settings.topic, partitions), (&settings.dlq_topic, 1)],
     ))?;
-    info!(topic = %settings.topic, partitions, dlq_topic = %settings.dlq_topic, "topics ready");
+    if let Some(state_topic) = &config.state_topic {
+        let spec = TopicSpec {
+            name: state_topic,
+            partitions,
+            replication: Some(1),
+            config: STATE_TOPIC_CONFIG.to_vec(),
+        };
+        runtime.block_on(create_topics_with(&settings, &[spec]))?;
+    }
+    info!(
+        topic = %settings.topic,
+        partitions,
+        dlq_topic = %settings.dlq_topic,
+        state_topic = config.state_topic.as_deref().unwrap_or("(off)"),
+        "topics ready"
+    );
     Ok(())
 }

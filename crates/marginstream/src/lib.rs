@@ -8,6 +8,9 @@
 //! - [`clock`]: the wall clock, read in one place and passed in everywhere else.
 //! - [`checkpoint`]: the checkpoint file of `run` (format, atomic write, the state
 //!   directory's lock).
+//! - [`fingerprint`]: the tagging rules and rates a state was built under, and what changed.
+//! - [`state_topic`]: the records of the state topic (snapshots in pieces, manifests, keys)
+//!   and the scan that finds the latest complete snapshot of a partition.
 //! - [`live`]: `run`'s loop (Kafka in, one engine per partition, dead letters,
 //!   checkpoints, self-metrics) and [`live::LiveHandle`], which starts it on its own thread.
 //! - [`http`]: the `run` command: the loop plus `/metrics`, `/healthz`, `/readyz`, the query
@@ -47,6 +50,7 @@
 pub mod checkpoint;
 pub mod clock;
 pub mod config;
+pub mod fingerprint;
 pub mod generate;
 pub mod http;
 pub mod kafka_tools;
@@ -54,4 +58,5 @@ pub mod live;
 pub mod pacer;
 pub mod published;
 pub mod replay;
+pub mod state_topic;
 pub mod web;

@@ -2,7 +2,8 @@
 //! the `marginstream` library.
 //!
 //! Exit codes: 0 success (a closed output pipe, as in `replay ... | head`, included), 1
-//! failure, 2 invalid configuration or usage.
+//! failure, 2 invalid configuration or usage, or (`run`) a state built under other tagging
+//! rules or rates with `ledger.on_rules_change = "refuse"`.
 
 // Parsing and engine threads allocate and free customer ids across threads; mimalloc
 // handles that far better than the system allocator (measured: a tenth of replay time).
@@ -15,6 +16,7 @@ use std::process::ExitCode;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use marginstream::config::{self, Config, ConfigError};
+use marginstream::fingerprint::RulesChanged;
 use marginstream::generate::GenerateArgs;
 use marginstream::kafka_tools::{self, ProduceArgs};
 use marginstream::replay::{self, ReplayArgs};
@@ -57,7 +59,7 @@ enum Command {
         #[command(flatten)]
         produce: ProduceArgs,
     },
-    /// Create kafka.topic and kafka.dlq_topic if they do not exist.
+    /// Create kafka.topic, kafka.dlq_topic and kafka.state_topic if they do not exist.
     CreateTopics {
         #[command(flatten)]
         config: ConfigArgs,
@@ -184,14 +186,17 @@ fn is_broken_pipe(error: &anyhow::Error) -> bool {
     })
 }
 
-/// Returns `true` if the error is the command line's or the configuration's (exit code 2):
-/// `replay --compare-config` finds those only once both configurations are loaded.
+/// Returns `true` if the error exits with code 2: the command line's or the configuration's
+/// (`replay --compare-config` finds those only once both configurations are loaded), or
+/// (`run`) a state built under other tagging rules or rates with
+/// `ledger.on_rules_change = "refuse"`.
 fn is_usage(error: &anyhow::Error) -> bool {
     error.chain().any(|cause| {
         cause.downcast_ref::<ConfigError>().is_some()
             || cause
                 .downcast_ref::<replay::compare::UsageError>()
                 .is_some()
+            || cause.downcast_ref::<RulesChanged>().is_some()
     })
 }
 

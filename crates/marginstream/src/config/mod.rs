@@ -22,13 +22,14 @@ use std::time::Duration;
 use marginstream_aggregator::{ClockMode, EngineConfig, Preparer, TaggingRule};
 use marginstream_consumer::KafkaSettings;
 
-use crate::live::LiveSettings;
+use crate::fingerprint::{OnRulesChange, RulesFingerprint};
+use crate::live::{LiveSettings, RestoreSettings};
 use crate::published::PublishSettings;
 
 pub use raw::{
     RawConfig, RawKafka, RawLedger, RawMetrics, RawRule, RawSegment, RawState, RawTagging,
 };
-pub use validate::{validate, MAX_EVENT_BYTES_LIMIT};
+pub use validate::{validate, MAX_EVENT_BYTES_LIMIT, STATE_TOPIC_SUFFIX};
 
 /// Prefix of environment variables that override configuration keys.
 pub const ENV_PREFIX: &str = "MARGINSTREAM_";
@@ -89,6 +90,12 @@ pub struct Config {
     pub preparer: Preparer,
     /// The effective tagging rules.
     pub rules: Vec<TaggingRule>,
+    /// The rules and rates every partition's state records (contract section 11).
+    pub fingerprint: RulesFingerprint,
+    /// `ledger.on_rules_change`.
+    pub on_rules_change: OnRulesChange,
+    /// The state topic resolved (`kafka.state_topic` or its default); `None`: turned off.
+    pub state_topic: Option<String>,
     /// The exposure budget, the ACV tiers and publishing (contract sections 7 and 8).
     pub publishing: PublishSettings,
     /// The checkpoint directory.
@@ -117,6 +124,7 @@ impl Config {
             group_id: self.kafka.group_id.clone(),
             dlq_topic: self.kafka.dlq_topic.clone(),
             properties: self.kafka.properties.clone(),
+            group_instance_id: self.kafka.group_instance_id.clone(),
             statistics_interval: STATISTICS_INTERVAL,
         }
     }
@@ -132,6 +140,12 @@ impl Config {
             checkpoint_interval: self.checkpoint_interval,
             dlq_pending_max: self.kafka.dlq_pending_max,
             publishing: self.publishing.clone(),
+            restore: RestoreSettings {
+                state_topic: self.state_topic.clone(),
+                accept_truncated_history: self.raw.ledger.accept_truncated_history,
+                on_rules_change: self.on_rules_change,
+                rules: self.fingerprint.clone(),
+            },
         }
     }
 
@@ -139,11 +153,13 @@ impl Config {
     pub fn describe(&self) -> String {
         let text = toml::to_string_pretty(&self.raw).unwrap_or_default();
         format!(
-            "# configuration is valid: {} tagging rules, /metrics on {}, topic {} via {}\n# effective values:\n{text}",
+            "# configuration is valid: {} tagging rules, /metrics on {}, topic {} via {}\n# rules and rates fingerprint: {} (tagging rules, ledger.reporting_currency, ledger.fx; a state built under another one is restated or refused, see ledger.on_rules_change)\n# state topic: {}\n# effective values:\n{text}",
             self.rules.len(),
             self.listen,
             self.kafka.topic,
-            self.kafka.brokers
+            self.kafka.brokers,
+            self.fingerprint.hash(),
+            self.state_topic.as_deref().unwrap_or("off"),
         )
     }
 }

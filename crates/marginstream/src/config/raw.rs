@@ -62,6 +62,16 @@ pub struct RawKafka {
     /// Most rejected messages waiting for the dead-letter topic's acknowledgement; at this
     /// limit consumption pauses until they are written (default 10000).
     pub dlq_pending_max: u64,
+    /// The state topic (contract section 10): every checkpoint also publishes each owned
+    /// partition's state there, and a partition assigned without local state restores from
+    /// it. Default: `kafka.topic` followed by `-marginstream-state`; an empty string turns it
+    /// off. Created by `run` when missing (compacted, one partition per ledger partition).
+    pub state_topic: Option<String>,
+    /// librdkafka's `group.instance.id` (KIP-345 static membership): a restart within the
+    /// session timeout gets its partitions back without a rebalance (default unset: a
+    /// dynamic member). Must be unique in the group; the Kubernetes manifests use the pod
+    /// name.
+    pub group_instance_id: Option<String>,
 }
 
 impl Default for RawKafka {
@@ -75,6 +85,8 @@ impl Default for RawKafka {
             properties: BTreeMap::new(),
             // About 2 MB of typical events held in memory while the topic is unreachable.
             dlq_pending_max: 10_000,
+            state_topic: None,
+            group_instance_id: None,
         }
     }
 }
@@ -180,6 +192,15 @@ pub struct RawLedger {
     /// window plus one bucket). Longer catches repeats of older events in `all`, at the cost
     /// of 24 to 48 bytes of memory per event in the horizon.
     pub dedup_horizon: Option<String>,
+    /// Proceed with a partition whose history the broker no longer holds (its log start
+    /// offset is past the offset the state needs), instead of holding it and answering 503
+    /// on `/readyz`. Either way `marginstream_partition_history_truncated` is 1 (default
+    /// false). Contract section 10.
+    pub accept_truncated_history: bool,
+    /// What `run` does with a partition whose state was built under other tagging rules or
+    /// rates: `restate` rebuilds it from the beginning of the ledger under the new ones,
+    /// `refuse` exits with code 2 naming what changed (default `restate`). Contract section 11.
+    pub on_rules_change: String,
 }
 
 impl Default for RawLedger {
@@ -198,6 +219,8 @@ impl Default for RawLedger {
             segments: None,
             segment_window: None,
             dedup_horizon: None,
+            accept_truncated_history: false,
+            on_rules_change: "restate".to_owned(),
         }
     }
 }

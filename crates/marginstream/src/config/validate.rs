@@ -15,6 +15,7 @@ use rust_decimal::Decimal;
 
 use super::raw::{RawConfig, RawKafka, RawLedger, RawMetrics, RawState, RawTagging};
 use super::{Config, ConfigProblem};
+use crate::fingerprint::{OnRulesChange, RulesFingerprint};
 use crate::published::PublishSettings;
 
 /// What the `[metrics]` keys of the budget and of publishing validate into.
@@ -70,12 +71,14 @@ pub fn validate(raw: RawConfig, problems: &mut Vec<ConfigProblem>) -> Option<Con
         _ => None,
     };
     let rules = tagging(&raw.tagging, &mut found);
+    let on_rules_change = on_rules_change(&raw.ledger, &mut found);
     if problems.len() > start {
         return None;
     }
     let (state_dir, checkpoint_interval) = state?;
     let ledger = ledger?;
     let (rules, tagger) = rules?;
+    let fingerprint = RulesFingerprint::new(&rules, ledger.reporting, &ledger.rates);
     let preparer = Preparer::new(
         ParseLimits {
             max_event_bytes: raw.ledger.max_event_bytes as usize,
@@ -94,6 +97,9 @@ pub fn validate(raw: RawConfig, problems: &mut Vec<ConfigProblem>) -> Option<Con
         clock: ledger.clock,
         preparer,
         rules,
+        fingerprint,
+        on_rules_change: on_rules_change?,
+        state_topic: state_topic(&raw.kafka),
         publishing: {
             let publishing = publishing?;
             PublishSettings {
@@ -116,12 +122,7 @@ fn kafka(raw: &RawKafka, problems: &mut Problems<'_>) {
         ("kafka.topic", &raw.topic),
         ("kafka.dlq_topic", &raw.dlq_topic),
     ] {
-        let valid = !topic.is_empty()
-            && topic.len() <= TOPIC_NAME_BYTES_MAX
-            && topic
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-        if !valid {
+        if !is_topic_name(topic) {
             problems.push(
                 key,
                 format!("{topic:?} is not a Kafka topic name (1-249 of a-z A-Z 0-9 . _ -)"),
@@ -130,6 +131,36 @@ fn kafka(raw: &RawKafka, problems: &mut Problems<'_>) {
     }
     if raw.topic == raw.dlq_topic {
         problems.push("kafka.dlq_topic", "must differ from kafka.topic");
+    }
+    if let Some(state_topic) = raw.state_topic.as_deref().filter(|t| !t.is_empty()) {
+        if !is_topic_name(state_topic) {
+            problems.push(
+                "kafka.state_topic",
+                format!("{state_topic:?} is not a Kafka topic name (1-249 of a-z A-Z 0-9 . _ -); an empty string turns the state topic off"),
+            );
+        } else if state_topic == raw.topic || state_topic == raw.dlq_topic {
+            problems.push(
+                "kafka.state_topic",
+                "must differ from kafka.topic and kafka.dlq_topic",
+            );
+        }
+    }
+    if raw.state_topic.is_none()
+        && raw.topic.len() + STATE_TOPIC_SUFFIX.len() > TOPIC_NAME_BYTES_MAX
+    {
+        problems.push(
+            "kafka.state_topic",
+            format!("the default, kafka.topic followed by {STATE_TOPIC_SUFFIX:?}, is longer than {TOPIC_NAME_BYTES_MAX} bytes: name one"),
+        );
+    }
+    if let Some(id) = &raw.group_instance_id {
+        // Kafka's own rule for group.instance.id (JoinGroupRequest.validateGroupInstanceId).
+        if !is_topic_name(id) {
+            problems.push(
+                "kafka.group_instance_id",
+                format!("{id:?} is not a group instance id (1-249 of a-z A-Z 0-9 . _ -); leave it unset for a dynamic member"),
+            );
+        }
     }
     if raw.group_id.trim().is_empty() {
         problems.push("kafka.group_id", "must not be empty");
@@ -140,7 +171,7 @@ fn kafka(raw: &RawKafka, problems: &mut Problems<'_>) {
         {
             problems.push(
                 &format!("kafka.properties.{key}"),
-                "is set by marginstream itself (offsets move only after a durable checkpoint); use kafka.brokers or kafka.group_id for those",
+                "is set by marginstream itself (offsets move only after a durable checkpoint); use kafka.brokers, kafka.group_id or kafka.group_instance_id for those",
             );
         }
     }
@@ -152,6 +183,44 @@ fn kafka(raw: &RawKafka, problems: &mut Problems<'_>) {
                 raw.dlq_pending_max
             ),
         );
+    }
+}
+
+/// Returns `true` for a valid Kafka topic name (the same rule holds for a group instance id).
+fn is_topic_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= TOPIC_NAME_BYTES_MAX
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// The state topic: `kafka.state_topic` as written, else the ledger topic's name with
+/// `-marginstream-state`; `None` when turned off with an empty string.
+fn state_topic(raw: &RawKafka) -> Option<String> {
+    match raw.state_topic.as_deref() {
+        Some("") => None,
+        Some(topic) => Some(topic.to_owned()),
+        None => Some(format!("{}{STATE_TOPIC_SUFFIX}", raw.topic)),
+    }
+}
+
+/// What the default state topic's name adds to the ledger topic's: 19 bytes, so that a
+/// ledger topic of up to 230 bytes keeps a valid default.
+pub const STATE_TOPIC_SUFFIX: &str = "-marginstream-state";
+
+/// `ledger.on_rules_change`.
+fn on_rules_change(raw: &RawLedger, problems: &mut Problems<'_>) -> Option<OnRulesChange> {
+    match raw.on_rules_change.as_str() {
+        "restate" => Some(OnRulesChange::Restate),
+        "refuse" => Some(OnRulesChange::Refuse),
+        other => {
+            problems.push(
+                "ledger.on_rules_change",
+                format!("{other:?} is neither \"restate\" nor \"refuse\""),
+            );
+            None
+        }
     }
 }
 

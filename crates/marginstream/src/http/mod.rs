@@ -69,7 +69,7 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (code, format!("{}\n", readiness.describe())).into_response()
+    (code, format!("{}\n", shared.status.describe())).into_response()
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -14,7 +14,18 @@
 //! **Offsets follow durability.** Offsets are committed to Kafka only after the checkpoint
 //! holding them is on disk, and only for partitions still owned. They serve lag monitoring;
 //! the checkpoint is the truth.
+//!
+//! **The state topic.** Once the local checkpoint is durable, the writer thread also
+//! publishes a snapshot of every partition whose offset moved since its last snapshot
+//! (`state_store::StatePublisher`), from the same bytes: the engine is encoded once. A
+//! snapshot therefore never goes past an unacknowledged dead letter either. The next
+//! checkpoint starts once both are done.
+//!
+//! **Rules and rates.** The checkpoint records the tagging rules and rates its states were
+//! built under. Restored under others, its partitions are restated when assigned (or, with
+//! `ledger.on_rules_change = "refuse"`, the process stops naming what changed).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
@@ -27,22 +38,54 @@ use tracing::{error, info, warn};
 
 use super::partitions::Partitions;
 use super::self_metrics::SelfMetrics;
+use super::state_store::{PublishReport, StatePublisher};
 use super::LiveSettings;
-use crate::checkpoint::{self, PartitionCheckpoint, StateDir};
+use crate::checkpoint::{self, EncodedPart, Part, PartitionCheckpoint, StateDir};
+use crate::fingerprint::{OnRulesChange, RulesChanged, RulesFingerprint};
 
 /// How long the final checkpoint waits for the dead letters before it.
 const FINAL_DLQ_WAIT: Duration = Duration::from_secs(30);
 
-/// A checkpoint for the writer thread: its bytes and the offsets it holds.
-type Job = (Vec<u8>, Vec<(Partition, Offset)>);
-
-/// A finished checkpoint write, back from the writer thread.
+/// A checkpoint for the writer thread.
 #[derive(Debug)]
-struct Written {
-    offsets: Vec<(Partition, Offset)>,
-    result: anyhow::Result<Duration>,
-    /// The checkpoint's bytes, handed back so the next one reuses the allocation.
+struct Job {
+    /// The checkpoint's bytes.
     buffer: Vec<u8>,
+    /// The offsets it holds.
+    offsets: Vec<(Partition, Offset)>,
+    /// The partitions to publish to the state topic (their engines' bytes in `buffer`).
+    publish: Vec<EncodedPart>,
+    /// When it was encoded.
+    written_at: SystemTime,
+}
+
+/// What the writer thread reports, twice per job: the local write as soon as it is durable
+/// (its offsets are committed then), then the end of the job.
+#[derive(Debug)]
+enum Written {
+    /// The local checkpoint file is written, or failed.
+    Local {
+        offsets: Vec<(Partition, Offset)>,
+        result: anyhow::Result<Duration>,
+        /// The checkpoint's size.
+        bytes: usize,
+    },
+    /// The job is over: what was published to the state topic (when something was to be),
+    /// and the bytes handed back so that the next checkpoint reuses the allocation.
+    Done {
+        published: Option<PublishReport>,
+        buffer: Vec<u8>,
+    },
+}
+
+/// What the checkpoint at start gave.
+#[derive(Debug, Default)]
+pub(super) struct Opened {
+    /// Partitions to resume from the checkpoint.
+    pub(super) partitions: Vec<PartitionCheckpoint>,
+    /// Partitions of the checkpoint built under other rules or rates, to restate when
+    /// assigned, with what changed.
+    pub(super) restate: HashMap<Partition, Vec<String>>,
 }
 
 /// The checkpoint pipeline's state.
@@ -64,15 +107,27 @@ pub(super) struct Checkpointer {
     /// An encoded checkpoint waiting for the dead letters before it to be acknowledged, with
     /// the number of the last of them.
     waiting: Option<(Job, u64)>,
+    /// The rules and rates' canonical text, recorded in every checkpoint.
+    rules: String,
+    /// Whether snapshots are published (the state topic is on).
+    publishing: bool,
+    /// Per partition, the next offset of its latest snapshot in the state topic: a
+    /// partition whose offset did not move is not published again.
+    published: HashMap<Partition, Offset>,
+    /// Per partition, the engine bytes of its latest snapshot.
+    snapshot_bytes: HashMap<Partition, u64>,
 }
 
 impl Checkpointer {
     /// Locks `state.dir`, restores its checkpoint (refusing a corrupt or foreign one, which
-    /// stops the process) and starts the writer thread. Returns the restored partitions.
+    /// stops the process; one built under other rules is restated, or refused, as
+    /// `ledger.on_rules_change` says) and starts the writer thread, which publishes to the
+    /// state topic through `publisher` when there is one.
     pub(super) fn open(
         settings: &LiveSettings,
         metrics: &SelfMetrics,
-    ) -> anyhow::Result<(Checkpointer, Vec<PartitionCheckpoint>)> {
+        publisher: Option<StatePublisher>,
+    ) -> anyhow::Result<(Checkpointer, Opened)> {
         let state = StateDir::open(&settings.state_dir)?;
         let restore_started = Instant::now();
         let restored = state.restore(
@@ -82,37 +137,84 @@ impl Checkpointer {
         )?;
         let restore_seconds = restore_started.elapsed().as_secs_f64();
         metrics.restore_duration.set(restore_seconds);
-        let partitions = match restored {
+        let opened = match restored {
             Some(restored) => {
-                metrics
-                    .restored_partitions
-                    .set(restored.partitions.len() as i64);
                 metrics.checkpoint_succeeded(restored.written_at);
-                info!(
-                    partitions = restored.partitions.len(),
-                    bytes = restored.bytes,
-                    seconds = restore_seconds,
-                    "restored the checkpoint"
-                );
-                restored.partitions
+                let rules = &settings.restore.rules;
+                let changes = match &restored.rules {
+                    Some(text) => rules.changes_from(&RulesFingerprint::from_text(text.as_str())),
+                    None => vec!["the checkpoint was written by an earlier version, which did not record the rules and rates".to_owned()],
+                };
+                let path = state.checkpoint_path();
+                if changes.is_empty() {
+                    metrics
+                        .restored_partitions
+                        .set(restored.partitions.len() as i64);
+                    info!(
+                        partitions = restored.partitions.len(),
+                        bytes = restored.bytes,
+                        seconds = restore_seconds,
+                        "restored the checkpoint"
+                    );
+                    Opened {
+                        partitions: restored.partitions,
+                        restate: HashMap::new(),
+                    }
+                } else if settings.restore.on_rules_change == OnRulesChange::Refuse {
+                    return Err(RulesChanged {
+                        found_in: format!("the checkpoint {}", path.display()),
+                        changes,
+                    }
+                    .into());
+                } else {
+                    warn!(
+                        partitions = restored.partitions.len(),
+                        changes = %changes.join("; "),
+                        "the checkpoint was built under other tagging rules or rates: its partitions are restated when assigned"
+                    );
+                    Opened {
+                        restate: restored
+                            .partitions
+                            .iter()
+                            .map(|p| (p.partition, changes.clone()))
+                            .collect(),
+                        partitions: Vec::new(),
+                    }
+                }
             }
             None => {
-                info!(dir = %settings.state_dir.display(), "no checkpoint: partitions will be read from the beginning");
-                Vec::new()
+                info!(dir = %settings.state_dir.display(), "no checkpoint: partitions come from the state topic or are read from the beginning");
+                Opened::default()
             }
         };
         let (jobs, job_receiver) = crossbeam_channel::bounded::<Job>(1);
-        let (written_sender, written) = crossbeam_channel::bounded::<Written>(1);
+        let (written_sender, written) = crossbeam_channel::bounded::<Written>(2);
         let state = Arc::new(state);
+        let publishing = publisher.is_some();
+        let mut publisher = publisher;
         let writer = std::thread::Builder::new()
             .name("checkpoint-writer".to_owned())
             .spawn(move || {
-                for (buffer, offsets) in job_receiver {
-                    let result = state.write(&buffer);
-                    let done = Written {
-                        offsets,
+                for job in job_receiver {
+                    let result = state.write(&job.buffer);
+                    let written = result.is_ok();
+                    let local = Written::Local {
+                        offsets: job.offsets,
                         result,
-                        buffer,
+                        bytes: job.buffer.len(),
+                    };
+                    if written_sender.send(local).is_err() {
+                        break;
+                    }
+                    let published = match &mut publisher {
+                        Some(publisher) if written && !job.publish.is_empty() => {
+                            Some(publisher.publish(&job.buffer, &job.publish, job.written_at))
+                        }
+                        _ => None,
+                    };
+                    let done = Written::Done {
+                        published,
+                        buffer: job.buffer,
                     };
                     if written_sender.send(done).is_err() {
                         break;
@@ -133,9 +235,19 @@ impl Checkpointer {
                 writing: false,
                 buffer: Vec::new(),
                 waiting: None,
+                rules: settings.restore.rules.text().to_owned(),
+                publishing,
+                published: HashMap::new(),
+                snapshot_bytes: HashMap::new(),
             },
-            partitions,
+            opened,
         ))
+    }
+
+    /// Notes that the state topic holds a snapshot of `partition` at `next` (it was restored
+    /// from it): not published again until its offset moves.
+    pub(super) fn note_published(&mut self, partition: Partition, next: Offset) {
+        self.published.insert(partition, next);
     }
 
     /// Notes that the state changed since the last checkpoint.
@@ -154,10 +266,14 @@ impl Checkpointer {
         metrics: &SelfMetrics,
         now: Timestamp,
     ) -> anyhow::Result<()> {
-        match self.written.try_recv() {
-            Ok(written) => self.finish_write(written, partitions, source, metrics),
-            Err(TryRecvError::Empty) => {}
-            Err(TryRecvError::Disconnected) => anyhow::bail!("the checkpoint writer thread died"),
+        loop {
+            match self.written.try_recv() {
+                Ok(written) => self.finish_write(written, partitions, source, metrics),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    anyhow::bail!("the checkpoint writer thread died")
+                }
+            }
         }
         if self.writing {
             return Ok(());
@@ -187,17 +303,32 @@ impl Checkpointer {
         partitions.align(now);
         let mut buffer = std::mem::take(&mut self.buffer);
         // A partition not read yet has nothing to keep: it is rebuilt either way.
-        let parts = partitions
-            .owned()
-            .iter()
-            .filter_map(|o| o.next.map(|next| (o.partition, next, o.rebuilt, &o.engine)));
-        checkpoint::encode(
+        let parts = partitions.owned().iter().filter_map(|o| {
+            o.next.map(|next| Part {
+                partition: o.partition,
+                next,
+                rebuilt: o.rebuilt,
+                truncated: o.truncated,
+                engine: &o.engine,
+            })
+        });
+        let written_at = SystemTime::now();
+        let encoded = checkpoint::encode(
             &self.topic,
             &self.group_id,
-            SystemTime::now(),
+            written_at,
+            &self.rules,
             parts,
             &mut buffer,
         );
+        let publish: Vec<EncodedPart> = if self.publishing {
+            encoded
+                .into_iter()
+                .filter(|part| self.published.get(&part.partition) != Some(&part.next))
+                .collect()
+        } else {
+            Vec::new()
+        };
         let offsets = partitions.offsets();
         metrics
             .checkpoint_duration
@@ -205,11 +336,17 @@ impl Checkpointer {
             .set(started.elapsed().as_secs_f64());
         self.dirty = false;
         self.last_at = Instant::now();
+        let job = Job {
+            buffer,
+            offsets,
+            publish,
+            written_at,
+        };
         let needed = dlq.last_sent();
         if dlq.acknowledged_through() >= needed {
-            self.send((buffer, offsets));
+            self.send(job);
         } else {
-            self.waiting = Some(((buffer, offsets), needed));
+            self.waiting = Some((job, needed));
         }
     }
 
@@ -228,11 +365,12 @@ impl Checkpointer {
         source: &KafkaSource,
         metrics: &SelfMetrics,
     ) {
-        self.writing = false;
-        let bytes = written.buffer.len();
-        self.buffer = written.buffer;
-        match written.result {
-            Ok(duration) => {
+        match written {
+            Written::Local {
+                offsets,
+                result: Ok(duration),
+                bytes,
+            } => {
                 metrics.checkpoints.inc();
                 metrics.checkpoint_size.set(bytes as i64);
                 metrics
@@ -241,8 +379,7 @@ impl Checkpointer {
                     .set(duration.as_secs_f64());
                 metrics.checkpoint_succeeded(SystemTime::now());
                 // Commit only what is still ours; the checkpoint is the truth either way.
-                let offsets: Vec<(Partition, Offset)> = written
-                    .offsets
+                let offsets: Vec<(Partition, Offset)> = offsets
                     .into_iter()
                     .filter(|(p, _)| partitions.owns(*p))
                     .collect();
@@ -250,10 +387,68 @@ impl Checkpointer {
                     warn!(error = %error, "failed to commit offsets to kafka (the checkpoint holds them)");
                 }
             }
-            Err(error) => {
+            Written::Local {
+                result: Err(error), ..
+            } => {
                 metrics.checkpoint_failures.inc();
                 self.dirty = true;
                 error!(error = %format!("{error:#}"), "checkpoint failed; offsets stay where the last one left them");
+            }
+            Written::Done { published, buffer } => {
+                self.writing = false;
+                self.buffer = buffer;
+                if let Some(report) = published {
+                    self.published_report(report, partitions, metrics);
+                }
+            }
+        }
+    }
+
+    /// Takes what a round of publishing to the state topic did.
+    fn published_report(
+        &mut self,
+        report: PublishReport,
+        partitions: &Partitions,
+        metrics: &SelfMetrics,
+    ) {
+        metrics
+            .checkpoint_duration
+            .with_label_values(&["publish"])
+            .set(report.duration.as_secs_f64());
+        for (partition, result) in report.partitions {
+            match result {
+                Ok(published) => {
+                    metrics.state_snapshots_published.inc();
+                    self.published.insert(partition, published.next);
+                    self.snapshot_bytes.insert(partition, published.bytes);
+                }
+                Err(error) => {
+                    metrics.state_publish_failures.inc();
+                    warn!(partition = partition.0, error = %error, "could not publish the partition's snapshot to the state topic; its previous one stays the latest");
+                }
+            }
+        }
+        let bytes: u64 = partitions
+            .owned()
+            .iter()
+            .filter_map(|o| self.snapshot_bytes.get(&o.partition))
+            .sum();
+        metrics.state_snapshot_bytes.set(bytes as i64);
+    }
+
+    /// Waits for the job with the writer thread (if any) to be done.
+    fn wait_for_writer(
+        &mut self,
+        partitions: &Partitions,
+        source: &KafkaSource,
+        metrics: &SelfMetrics,
+    ) {
+        while self.writing {
+            match self.written.recv() {
+                Ok(written) => self.finish_write(written, partitions, source, metrics),
+                Err(_) => {
+                    self.writing = false;
+                }
             }
         }
     }
@@ -270,20 +465,12 @@ impl Checkpointer {
         metrics: &SelfMetrics,
         now: Timestamp,
     ) {
-        if self.writing {
-            if let Ok(written) = self.written.recv() {
-                self.finish_write(written, partitions, source, metrics);
-            }
-        }
+        self.wait_for_writer(partitions, source, metrics);
         if clean && (self.dirty || self.waiting.is_some()) {
             if dlq.flush(FINAL_DLQ_WAIT) {
                 self.waiting = None;
                 self.start(partitions, dlq, metrics, now);
-                if self.writing {
-                    if let Ok(written) = self.written.recv() {
-                        self.finish_write(written, partitions, source, metrics);
-                    }
-                }
+                self.wait_for_writer(partitions, source, metrics);
             } else {
                 error!(
                     pending = dlq.pending(),

@@ -7,7 +7,11 @@
 //! - [`run`]: the loop itself, until shutdown; then the final checkpoint, a commit, and the
 //!   group is left.
 //! - `partitions`: ownership (assignment, revocation, end of partition).
+//! - `restore`: where a newly assigned partition's state comes from (kept or checkpointed,
+//!   the state topic, or a rebuild), missing history, and restatement under new rules.
 //! - `checkpointer`: the checkpoint pipeline, the final one included.
+//! - `state_store`: the state topic's I/O: its creation, restores' reads, and the snapshots
+//!   published with each checkpoint.
 //! - `publish`: copies what changed to the readers' snapshots (`crate::published`).
 //! - [`self_metrics`]: the process's own metrics, in a `prometheus` registry.
 //!
@@ -20,7 +24,8 @@
 //! **Readiness.** Ready means every assigned partition is restored and caught up *and* the
 //! readers' snapshot reflects that: a rebalance or a partition reaching its end bumps a
 //! version, and the loop is ready once a snapshot committed at that version or later is
-//! published.
+//! published. A partition held for missing history keeps the process not ready, and
+//! `/readyz` says which offsets are gone.
 //!
 //! **Exactly-once effect.** A partition's engine holds exactly the messages before its next
 //! offset. A checkpoint stores both, and a restart seeks every partition to its checkpointed
@@ -33,10 +38,12 @@
 mod checkpointer;
 mod partitions;
 mod publish;
+mod restore;
 pub mod self_metrics;
+mod state_store;
 
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -54,7 +61,11 @@ use crate::published::{Board, PublishSettings, Publisher};
 use checkpointer::Checkpointer;
 use partitions::Partitions;
 use publish::Publishing;
+pub use restore::RestoreSettings;
+use restore::Restorer;
 pub use self_metrics::SelfMetrics;
+pub use state_store::TOPIC_CONFIG as STATE_TOPIC_CONFIG;
+use state_store::{Identity, StateStore};
 
 /// How long `poll` waits for a message before the loop does its service pass anyway.
 const POLL_TIMEOUT: Duration = Duration::from_millis(50);
@@ -96,13 +107,15 @@ pub struct LiveSettings {
     pub dlq_pending_max: u64,
     /// Publishing to readers, the exposure budget and the tiers.
     pub publishing: PublishSettings,
+    /// The state topic, missing history and rules changes (contract sections 10 and 11).
+    pub restore: RestoreSettings,
 }
 
 /// Readiness, as `/readyz` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Readiness {
-    /// Restoring the checkpoint.
+    /// Restoring state: the checkpoint at start, or assigned partitions' snapshots.
     Restoring = 0,
     /// Waiting for the group to assign partitions.
     Joining = 1,
@@ -112,17 +125,22 @@ pub enum Readiness {
     Ready = 3,
     /// Shutting down.
     Stopping = 4,
+    /// An assigned partition is held: history it needs is gone from the broker.
+    HistoryTruncated = 5,
 }
 
 impl Readiness {
     /// Returns a short description.
     pub fn describe(self) -> &'static str {
         match self {
-            Readiness::Restoring => "restoring the checkpoint",
+            Readiness::Restoring => {
+                "restoring partition state (the checkpoint, or snapshots of the state topic)"
+            }
             Readiness::Joining => "joining the consumer group",
             Readiness::CatchingUp => "reading assigned partitions up to their end",
             Readiness::Ready => "ready",
             Readiness::Stopping => "stopping",
+            Readiness::HistoryTruncated => "history truncated",
         }
     }
 }
@@ -131,6 +149,8 @@ impl Readiness {
 #[derive(Debug)]
 pub struct Status {
     readiness: AtomicU8,
+    /// Why partitions are held, when they are (the details of `/readyz`).
+    held: Mutex<String>,
     /// Set when the loop has ended (the process is going down).
     pub finished: AtomicBool,
 }
@@ -139,6 +159,7 @@ impl Default for Status {
     fn default() -> Status {
         Status {
             readiness: AtomicU8::new(Readiness::Restoring as u8),
+            held: Mutex::new(String::new()),
             finished: AtomicBool::new(false),
         }
     }
@@ -152,12 +173,34 @@ impl Status {
             1 => Readiness::Joining,
             2 => Readiness::CatchingUp,
             3 => Readiness::Ready,
+            5 => Readiness::HistoryTruncated,
             _ => Readiness::Stopping,
         }
     }
 
+    /// Returns what `/readyz` says: the readiness, and for held partitions which history is
+    /// gone.
+    pub fn describe(&self) -> String {
+        let readiness = self.readiness();
+        if readiness == Readiness::HistoryTruncated {
+            let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+            if !held.is_empty() {
+                return held.clone();
+            }
+        }
+        readiness.describe().to_owned()
+    }
+
     fn set(&self, readiness: Readiness) {
         self.readiness.store(readiness as u8, Ordering::Release);
+    }
+
+    fn set_held(&self, reasons: &[&str]) {
+        let text = reasons.join("; ");
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        if *held != text {
+            *held = text;
+        }
     }
 }
 
@@ -322,13 +365,27 @@ pub fn run(settings: LiveSettings, shared: &Shared) -> anyhow::Result<()> {
 
 fn run_until_stopped(settings: LiveSettings, shared: &Shared) -> anyhow::Result<()> {
     let metrics = &shared.metrics;
-    let (checkpointer, restored) = Checkpointer::open(&settings, metrics)?;
+    let store = match &settings.restore.state_topic {
+        Some(topic) => {
+            let identity = Identity {
+                topic: settings.kafka.topic.clone(),
+                group: settings.kafka.group_id.clone(),
+                engine: crate::state_topic::engine_text(&settings.engine),
+                rules: settings.restore.rules.text().to_owned(),
+            };
+            Some(StateStore::open(&settings.kafka, topic, identity)?)
+        }
+        None => None,
+    };
+    let state_publisher = store.as_ref().map(StateStore::publisher).transpose()?;
+    let (checkpointer, opened) = Checkpointer::open(&settings, metrics, state_publisher)?;
     shared.status.set(Readiness::Joining);
     let source = KafkaSource::new(&settings.kafka)?;
     let dlq = DeadLetterSink::new(&settings.kafka)?;
     let publisher = Publisher::spawn(Arc::clone(&shared.board))?;
     let mut live = Live {
-        partitions: Partitions::new(settings.engine.clone(), restored),
+        partitions: Partitions::new(settings.engine.clone(), opened.partitions),
+        restorer: Restorer::new(settings.restore.clone(), store, opened.restate),
         checkpointer,
         dlq,
         publishing: Publishing::new(publisher, settings.publishing.publish_interval),
@@ -372,6 +429,7 @@ struct Live<'a> {
     settings: LiveSettings,
     dlq: DeadLetterSink,
     partitions: Partitions,
+    restorer: Restorer,
     checkpointer: Checkpointer,
     publishing: Publishing,
     metrics: &'a SelfMetrics,
@@ -498,11 +556,11 @@ impl Live<'_> {
                 pending,
                 "the dead-letter topic is not keeping up: pausing consumption"
             );
-            source.set_paused(true)?;
+            source.set_paused(true, &[])?;
             self.paused = true;
         } else if self.paused && pending <= limit / 2 {
             info!(pending, "dead letters written: resuming consumption");
-            source.set_paused(false)?;
+            source.set_paused(false, &self.partitions.held())?;
             self.paused = false;
         }
         Ok(())
@@ -553,6 +611,7 @@ impl Live<'_> {
     /// Sets the readiness: the partitions' own, and ready only once the readers' snapshot
     /// reflects the current assignment and every partition caught up.
     fn update_readiness(&self) {
+        self.status.set_held(&self.partitions.held_reasons());
         let readiness = match self.partitions.readiness() {
             Readiness::Ready if self.publishing.committed_version() != Some(self.version) => {
                 Readiness::CatchingUp
@@ -577,20 +636,38 @@ impl Live<'_> {
                     self.partitions.revoke(&partitions);
                     for partition in partitions {
                         // Only owned partitions have a lag.
+                        let label = partition.0.to_string();
+                        let _ = self.metrics.consumer_lag.remove_label_values(&[&label]);
                         let _ = self
                             .metrics
-                            .consumer_lag
-                            .remove_label_values(&[&partition.0.to_string()]);
+                            .partition_history_truncated
+                            .remove_label_values(&[&label]);
                     }
                 }
                 Rebalance::Assign(partitions) => {
-                    let starts = self.partitions.assign(partitions)?;
-                    source.assign(&starts)?;
+                    // The restore reads the broker (log start offsets, the state topic):
+                    // readiness says so meanwhile.
+                    self.status.set(Readiness::Restoring);
+                    let config = self.settings.engine.clone();
+                    let restorer = &mut self.restorer;
+                    let metrics = self.metrics;
+                    let assigned = self.partitions.assign(partitions, |pending| {
+                        restorer.decide(pending, &config, source, metrics)
+                    })?;
+                    for (partition, next) in &assigned.published {
+                        self.checkpointer.note_published(*partition, *next);
+                        // A local checkpoint soon: a restart then restores from the disk.
+                        self.checkpointer.mark_dirty();
+                    }
+                    source.assign(&assigned.starts)?;
+                    // Held partitions are not read: history they need is gone.
+                    source.pause_partitions(&assigned.held)?;
                     // librdkafka keeps a paused partition paused across a reassignment;
                     // newly assigned ones must be paused too while the DLQ is stalled.
                     if self.paused {
-                        source.set_paused(true)?;
+                        source.set_paused(true, &[])?;
                     }
+                    self.refresh_metrics(source);
                 }
             }
         }
@@ -607,6 +684,10 @@ impl Live<'_> {
         // Only owned partitions have a lag: a revoked one's series is removed at the
         // rebalance.
         for owned in owned {
+            metrics
+                .partition_history_truncated
+                .with_label_values(&[&owned.partition.0.to_string()])
+                .set(i64::from(owned.truncated || owned.held.is_some()));
             if let Some(high) = high.get(&owned.partition.0) {
                 let next = owned.next.map_or(0, |n| n.0);
                 metrics

@@ -3,19 +3,22 @@
 //! end of partition (the three jobs Quickwit's Kafka source splits the same way).
 //!
 //! A partition assigned with state (kept from before a revocation that gave it back, or found
-//! in the checkpoint) resumes from its offset; one without is rebuilt from the beginning of
-//! the partition, and its customers are shown only once it has been read to its end. A revoked
-//! partition is parked until the next assignment, which may give it back; whatever is not given
-//! back belongs to another member and is dropped, with its customers.
+//! in the checkpoint) resumes from its offset; for one without, `restore` decides where its
+//! state comes from (the state topic, else a rebuild from the beginning of the partition),
+//! and its customers are shown only once it has been read to its end. A partition whose
+//! history is missing and not accepted is *held*: assigned but not read, and the process is
+//! not ready. A revoked partition is parked until the next assignment, which may give it
+//! back; whatever is not given back belongs to another member and is dropped, with its
+//! customers.
 
 use std::collections::HashMap;
 
-use anyhow::Context;
 use marginstream_aggregator::{ClockMode, Engine, EngineConfig};
 use marginstream_consumer::{Offset, Partition, StartAt};
 use marginstream_model::Timestamp;
 use tracing::info;
 
+use super::restore::{Decided, Pending};
 use super::Readiness;
 use crate::checkpoint::PartitionCheckpoint;
 
@@ -30,6 +33,22 @@ pub(super) struct Owned {
     pub(super) rebuilt: bool,
     /// Read to its end since it was assigned.
     pub(super) caught_up: bool,
+    /// The state was built over history the broker no longer held
+    /// (`marginstream_partition_history_truncated` is 1).
+    pub(super) truncated: bool,
+    /// Not read, because history it needs is gone and not accepted: why.
+    pub(super) held: Option<String>,
+}
+
+/// The result of an assignment: where to start each new partition, and the ones to pause.
+#[derive(Debug, Default)]
+pub(super) struct Assigned {
+    /// Every partition not owned before, with its start.
+    pub(super) starts: Vec<(Partition, StartAt)>,
+    /// The held ones among them: assigned, then paused.
+    pub(super) held: Vec<Partition>,
+    /// Restored from the state topic at these offsets: their snapshot is there already.
+    pub(super) published: Vec<(Partition, Offset)>,
 }
 
 /// The owned partitions and the state of the group membership.
@@ -68,6 +87,8 @@ impl Partitions {
                         next: Some(p.next),
                         rebuilt: p.rebuilt,
                         caught_up: false,
+                        truncated: p.truncated,
+                        held: None,
                     },
                 )
             })
@@ -123,50 +144,62 @@ impl Partitions {
         self.limit_index = None;
     }
 
-    /// Takes the assigned partitions (each with the state it has, or a new engine) and
-    /// returns where to start each one not owned before. Parked partitions not given back
-    /// are dropped.
+    /// Takes the assigned partitions: each not owned before goes to `decide` with the state
+    /// this process holds for it (parked, or from the checkpoint), which says where its
+    /// state comes from and where to start. Parked partitions not given back are dropped.
+    ///
+    /// # Errors
+    ///
+    /// `decide`'s.
     pub(super) fn assign(
         &mut self,
         partitions: Vec<Partition>,
-    ) -> anyhow::Result<Vec<(Partition, StartAt)>> {
+        decide: impl FnOnce(Vec<Pending>) -> anyhow::Result<Vec<Decided>>,
+    ) -> anyhow::Result<Assigned> {
         info!(partitions = ?partitions.iter().map(|p| p.0).collect::<Vec<_>>(), "partitions assigned");
         self.assigned_once = true;
         self.awaiting_assignment = false;
-        let mut starts = Vec::new();
+        let mut pending = Vec::new();
         for partition in partitions {
             if self.owns(partition) {
                 continue;
             }
-            let owned = match self.take_state(partition) {
-                Some(mut owned) => {
-                    owned.caught_up = false;
-                    owned
-                }
-                None => Owned {
-                    partition,
-                    engine: Engine::new(&self.engine).context("invalid engine configuration")?,
-                    next: None,
-                    rebuilt: false,
-                    caught_up: false,
-                },
-            };
-            // Readers get every customer of a partition new to this process (or given back),
-            // once it is shown.
-            let mut owned = owned;
-            owned.engine.track_changes();
-            owned.engine.mark_all_changed();
-            let start = owned.next.map_or(StartAt::Beginning, StartAt::Offset);
-            info!(partition = partition.0, start = ?start, rebuild = owned.next.is_none(), "starting partition");
-            starts.push((partition, start));
-            self.owned.push(owned);
+            let local = self.take_state(partition);
+            pending.push(Pending { partition, local });
         }
         // Whatever was parked and not given back belongs to another member now.
         self.parked.clear();
-        self.owned.sort_by_key(|o| o.partition);
         self.last_index = 0;
         self.limit_index = None;
-        Ok(starts)
+        let mut assigned = Assigned::default();
+        for decided in decide(pending)? {
+            let mut owned = decided.owned;
+            owned.caught_up = false;
+            // Readers get every customer of a partition new to this process (or given back),
+            // once it is shown.
+            owned.engine.track_changes();
+            owned.engine.mark_all_changed();
+            info!(
+                partition = owned.partition.0,
+                start = ?decided.start,
+                source = decided.source.as_str(),
+                held = owned.held.is_some(),
+                "starting partition"
+            );
+            // A restored state brings its own watermark: the process's is the latest of all,
+            // restored or applied, or a partition read after it would be aligned short of it.
+            self.watermark = self.watermark.max(owned.engine.watermark());
+            assigned.starts.push((owned.partition, decided.start));
+            if let Some(next) = decided.published {
+                assigned.published.push((owned.partition, next));
+            }
+            if owned.held.is_some() {
+                assigned.held.push(owned.partition);
+            }
+            self.owned.push(owned);
+        }
+        self.owned.sort_by_key(|o| o.partition);
+        Ok(assigned)
     }
 
     /// The state this process holds for `partition`: parked, or restored from the checkpoint.
@@ -202,11 +235,30 @@ impl Partitions {
     pub(super) fn readiness(&self) -> Readiness {
         if !self.assigned_once || self.awaiting_assignment {
             Readiness::Joining
+        } else if self.owned.iter().any(|o| o.held.is_some()) {
+            Readiness::HistoryTruncated
         } else if self.owned.iter().all(|o| o.caught_up) {
             Readiness::Ready
         } else {
             Readiness::CatchingUp
         }
+    }
+
+    /// Returns why partitions are held, one line each (empty when none is).
+    pub(super) fn held_reasons(&self) -> Vec<&str> {
+        self.owned
+            .iter()
+            .filter_map(|o| o.held.as_deref())
+            .collect()
+    }
+
+    /// Returns the held partitions.
+    pub(super) fn held(&self) -> Vec<Partition> {
+        self.owned
+            .iter()
+            .filter(|o| o.held.is_some())
+            .map(|o| o.partition)
+            .collect()
     }
 
     fn index_of(&mut self, partition: Partition) -> Option<usize> {
@@ -231,7 +283,9 @@ impl Partitions {
         offset: Offset,
     ) -> Option<&mut Owned> {
         let index = self.index_of(partition)?;
-        if self.owned[index].next.is_some_and(|next| offset < next) {
+        if self.owned[index].next.is_some_and(|next| offset < next)
+            || self.owned[index].held.is_some()
+        {
             return None;
         }
         if self.limit_index != Some(index) {

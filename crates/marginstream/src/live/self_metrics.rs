@@ -16,8 +16,8 @@ use std::time::SystemTime;
 
 use prometheus::core::Collector;
 use prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::clock::unix_seconds;
@@ -75,6 +75,22 @@ pub const LOOP_SERVICE_MAX_SECONDS: &str = "marginstream_loop_service_max_second
 pub const PUBLISH_STEP_SECONDS: &str = "marginstream_publish_step_seconds";
 /// Seconds since the readers' snapshot was published.
 pub const SNAPSHOT_AGE_SECONDS: &str = "marginstream_snapshot_age_seconds";
+/// How each assigned partition got its state, by `source` (contract section 10).
+pub const PARTITION_RESTORES_TOTAL: &str = "marginstream_partition_restores_total";
+/// 1 for an owned partition whose history the broker no longer holds (contract section 10).
+pub const PARTITION_HISTORY_TRUNCATED: &str = "marginstream_partition_history_truncated";
+/// Partitions rebuilt under new tagging rules or rates (contract section 11).
+pub const RESTATEMENTS_TOTAL: &str = "marginstream_restatements_total";
+/// Snapshots of the state topic passed over at a restore, by `reason`.
+pub const STATE_SNAPSHOTS_REFUSED_TOTAL: &str = "marginstream_state_snapshots_refused_total";
+/// Snapshots published to the state topic.
+pub const STATE_SNAPSHOTS_PUBLISHED_TOTAL: &str = "marginstream_state_snapshots_published_total";
+/// Snapshots that could not be published to the state topic.
+pub const STATE_PUBLISH_FAILURES_TOTAL: &str = "marginstream_state_publish_failures_total";
+/// Engine bytes of the owned partitions' latest snapshots in the state topic.
+pub const STATE_SNAPSHOT_BYTES: &str = "marginstream_state_snapshot_bytes";
+/// Time of the last restore from the state topic (reading and verifying snapshots).
+pub const STATE_RESTORE_DURATION_SECONDS: &str = "marginstream_state_restore_duration_seconds";
 
 /// The apply latency's bucket upper bounds, in seconds: 1, 1.5, 2, 3, 5 and 7 per decade,
 /// from 1 µs to 1 s (each bucket at most 1.7 times the one below, so an interpolated quantile
@@ -142,6 +158,22 @@ pub struct SelfMetrics {
     pub publish_step: Histogram,
     /// Seconds since the readers' snapshot was published.
     pub snapshot_age: Gauge,
+    /// By `source`: `local`, `state_topic`, `rebuild`.
+    pub partition_restores: IntCounterVec,
+    /// Per owned partition.
+    pub partition_history_truncated: IntGaugeVec,
+    /// Partitions restated.
+    pub restatements: IntCounter,
+    /// By `reason`: `incomplete`, `corrupt`, `foreign`.
+    pub state_snapshots_refused: IntCounterVec,
+    /// Snapshots published.
+    pub state_snapshots_published: IntCounter,
+    /// Snapshots given up.
+    pub state_publish_failures: IntCounter,
+    /// Engine bytes of the owned partitions' latest snapshots.
+    pub state_snapshot_bytes: IntGauge,
+    /// Time of the last read of the state topic for a restore.
+    pub state_restore_duration: Gauge,
 }
 
 impl std::fmt::Debug for SelfMetrics {
@@ -176,6 +208,24 @@ fn gauge(registry: &Registry, name: &str, help: &str) -> Gauge {
         registry,
         Gauge::new(name, help).expect("a valid metric name"),
     )
+}
+
+/// Registers a counter with one label, every value of `values` present from the start at 0.
+fn labelled_counter(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    label: &str,
+    values: &[&str],
+) -> IntCounterVec {
+    let counter = register(
+        registry,
+        IntCounterVec::new(Opts::new(name, help), &[label]).expect("a valid metric name"),
+    );
+    for value in values {
+        counter.with_label_values(&[value]);
+    }
+    counter
 }
 
 impl SelfMetrics {
@@ -221,7 +271,7 @@ impl SelfMetrics {
             checkpoint_duration: register(
                 r,
                 GaugeVec::new(
-                    Opts::new(CHECKPOINT_DURATION_SECONDS, "Time of the last checkpoint, by phase: encode (the loop pauses) and write (write, fsync, rename; in the background)."),
+                    Opts::new(CHECKPOINT_DURATION_SECONDS, "Time of the last checkpoint, by phase: encode (the loop pauses), write (write, fsync, rename; in the background) and publish (the changed partitions' snapshots to the state topic; in the background)."),
                     &["phase"],
                 )
                 .expect("a valid metric name"),
@@ -252,6 +302,33 @@ impl SelfMetrics {
                 .expect("valid histogram buckets"),
             ),
             snapshot_age: gauge(r, SNAPSHOT_AGE_SECONDS, "Seconds since the snapshot that /metrics and the query API read was published (at most about metrics.publish_interval)."),
+            partition_restores: labelled_counter(
+                r,
+                PARTITION_RESTORES_TOTAL,
+                "How each assigned partition got its state: local (kept, or the local checkpoint), state_topic (a snapshot of kafka.state_topic) or rebuild (from the beginning of the ledger).",
+                "source",
+                &["local", "state_topic", "rebuild"],
+            ),
+            partition_history_truncated: register(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(PARTITION_HISTORY_TRUNCATED, "1 for an owned partition whose state misses history the broker no longer holds (its log start offset was past the offset the state needed); held unless ledger.accept_truncated_history."),
+                    &["partition"],
+                )
+                .expect("a valid metric name"),
+            ),
+            restatements: counter(r, RESTATEMENTS_TOTAL, "Partitions rebuilt from the beginning of the ledger because their state was built under other tagging rules or rates."),
+            state_snapshots_refused: labelled_counter(
+                r,
+                STATE_SNAPSHOTS_REFUSED_TOTAL,
+                "Snapshots of the state topic passed over at a restore: incomplete (a piece or the manifest missing), corrupt (a checksum or the format), foreign (another topic, group, engine configuration, or other rules and rates).",
+                "reason",
+                &["incomplete", "corrupt", "foreign"],
+            ),
+            state_snapshots_published: counter(r, STATE_SNAPSHOTS_PUBLISHED_TOTAL, "Partition snapshots published to the state topic with a checkpoint."),
+            state_publish_failures: counter(r, STATE_PUBLISH_FAILURES_TOTAL, "Partition snapshots that could not be published to the state topic (the previous one stays the latest)."),
+            state_snapshot_bytes: int_gauge(r, STATE_SNAPSHOT_BYTES, "Engine bytes of the owned partitions' latest snapshots in the state topic."),
+            state_restore_duration: gauge(r, STATE_RESTORE_DURATION_SECONDS, "Time of the last read of the state topic for partitions assigned without local state (reading and verifying snapshots)."),
             registry,
         }
     }
