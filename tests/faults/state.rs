@@ -447,3 +447,92 @@ fn a_static_member_comes_back_without_a_rebalance() {
     back.stop();
     y.stop();
 }
+
+/// Issue 10: history lost *while* a partition is read. The consumer falls behind on
+/// partition 0 (fetches of one 50 kB record each, every 300 ms), the broker drops the
+/// records it has not read yet, and librdkafka resets to the log start: a gap in the
+/// offsets. The loop checks the gap against the log start offset and holds the partition
+/// (`marginstream_partition_history_truncated` 1, `/readyz` 503 naming the offsets, an
+/// ERROR), never reading on as if nothing were missing; with
+/// `ledger.accept_truncated_history` it reads on, the gauge staying 1.
+#[test]
+fn history_lost_while_reading_is_held_or_accepted_never_silent() {
+    for accept in [false, true] {
+        let name = if accept { "lost-accepted" } else { "lost-held" };
+        let cluster = Cluster::new(name, 1);
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let mut settings = cluster.settings(&dir.path().join("state"), 10_000);
+        settings.restore.accept_truncated_history = accept;
+        // One padded record per fetch: the consumer reads slowly once the broker is slow.
+        settings
+            .kafka
+            .properties
+            .insert("max.partition.fetch.bytes".to_owned(), "60000".to_owned());
+        let lines = ledger(31, 20, 3, 0.0);
+        produce(&settings.kafka, &lines);
+        let mut instance = Instance::start(name, settings.clone());
+        let _ = instance.wait_for("the ledger read", Duration::from_secs(60), |m| {
+            m.ready() && m.counted() == lines.len() as u64
+        });
+        // The broker gets slow; records are produced faster than the loop fetches them, and
+        // the broker drops the oldest (it keeps 5 MB a partition).
+        cluster
+            .mock
+            .broker_round_trip_time(1, Duration::from_millis(300))
+            .expect("the mock broker slows down");
+        overflow_partition_0(&cluster, 160);
+        cluster
+            .mock
+            .broker_round_trip_time(1, Duration::ZERO)
+            .expect("the mock broker speeds up");
+        let metrics = instance.wait_for("the gap noticed", Duration::from_secs(90), |m| {
+            labelled(
+                m,
+                "marginstream_partition_history_truncated",
+                "partition",
+                "0",
+            ) == 1.0
+        });
+        let log = instance.logs.tail(300);
+        assert!(
+            log.contains("ERROR")
+                && log.contains("retention deleted offsets")
+                && log.contains("before they were read"),
+            "an ERROR names the history lost while reading:\n{log}"
+        );
+        if accept {
+            let metrics = instance.wait_for("read on", Duration::from_secs(90), |m| {
+                m.ready()
+                    && labelled(m, "marginstream_consumer_lag_messages", "partition", "0") == 0.0
+            });
+            assert_eq!(
+                labelled(
+                    &metrics,
+                    "marginstream_partition_history_truncated",
+                    "partition",
+                    "0"
+                ),
+                1.0,
+                "the gauge stays 1 when the loss is accepted"
+            );
+        } else {
+            let readyz = instance.handle().status().describe();
+            assert!(
+                readyz.contains("history truncated: partition 0 misses offsets")
+                    && readyz.contains("before they were read"),
+                "/readyz says which offsets are gone: {readyz}"
+            );
+            assert_eq!(metrics.value("marginstream_ready"), 0.0);
+            // Held: nothing more of partition 0 is applied.
+            let consumed = metrics.count("marginstream_consumed_messages_total");
+            std::thread::sleep(Duration::from_secs(3));
+            let later = instance.scrape().expect("a scrape");
+            assert_eq!(
+                later.count("marginstream_consumed_messages_total"),
+                consumed,
+                "a held partition is not read"
+            );
+        }
+        instance.stop();
+    }
+}

@@ -54,7 +54,7 @@ use marginstream_consumer::{
     DeadLetterSink, KafkaSettings, KafkaSource, Offset, Partition, Polled, Rebalance,
 };
 use prometheus::local::LocalHistogram;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::clock::wall_clock;
 use crate::published::{Board, PublishSettings, Publisher};
@@ -66,6 +66,9 @@ use restore::Restorer;
 pub use self_metrics::SelfMetrics;
 pub use state_store::TOPIC_CONFIG as STATE_TOPIC_CONFIG;
 use state_store::{Identity, StateStore};
+
+/// How long the loop waits for a log start offset after a gap in a partition's offsets.
+const LOG_START_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long `poll` waits for a message before the loop does its service pass anyway.
 const POLL_TIMEOUT: Duration = Duration::from_millis(50);
@@ -461,6 +464,13 @@ impl Live<'_> {
             let idle = matches!(polled, Polled::Nothing);
             match polled {
                 Polled::Message(message) => {
+                    if let Some(expected) =
+                        self.partitions.gap(message.partition(), message.offset())
+                    {
+                        if self.history_lost(source, message.partition(), expected)? {
+                            continue;
+                        }
+                    }
                     let rejected = self.apply(
                         message.partition(),
                         message.offset(),
@@ -606,6 +616,55 @@ impl Live<'_> {
             offset,
         });
         true
+    }
+
+    /// Checks a gap in a partition's offsets against the broker's log start: history that
+    /// retention deleted before it was read is never computed silently (contract section
+    /// 10). Returns `true` when the partition is now held (the message is not applied).
+    fn history_lost(
+        &mut self,
+        source: &KafkaSource,
+        partition: Partition,
+        expected: Offset,
+    ) -> anyhow::Result<bool> {
+        let log_start = match source.log_start_offset(partition, LOG_START_TIMEOUT) {
+            Ok(log_start) => log_start,
+            Err(error) => {
+                warn!(partition = partition.0, error = %error, "cannot read the log start offset after a gap in the offsets; going on");
+                return Ok(false);
+            }
+        };
+        if log_start <= expected {
+            // A gap the broker still holds: transaction markers, not lost history.
+            return Ok(false);
+        }
+        let accept = self.settings.restore.accept_truncated_history;
+        error!(
+            partition = partition.0,
+            missing_from = expected.0,
+            missing_to = log_start.0 - 1,
+            log_start_offset = log_start.0,
+            accepted = accept,
+            "history is missing: retention deleted offsets {} to {} of partition {} before they were read; {}",
+            expected.0,
+            log_start.0 - 1,
+            partition.0,
+            if accept {
+                "proceeding without them (ledger.accept_truncated_history); its figures miss those events"
+            } else {
+                "holding the partition (not read, /readyz 503): set ledger.accept_truncated_history = true to proceed without them"
+            }
+        );
+        let held = self
+            .partitions
+            .lost_history(partition, expected, log_start, accept);
+        if held {
+            source.pause_partitions(&[partition])?;
+            self.version += 1;
+        }
+        self.update_readiness();
+        self.refresh_metrics(source);
+        Ok(held)
     }
 
     /// Sets the readiness: the partitions' own, and ready only once the readers' snapshot

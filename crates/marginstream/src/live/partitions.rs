@@ -307,6 +307,47 @@ impl Partitions {
         Some(&mut self.owned[index])
     }
 
+    /// Returns the offset `partition` expected next when a message at `offset` skips past
+    /// it: a gap in the offsets. Transaction markers leave such gaps; so does retention
+    /// deleting what was not read yet (librdkafka then resets to the log start).
+    pub(super) fn gap(&mut self, partition: Partition, offset: Offset) -> Option<Offset> {
+        let index = self.index_of(partition)?;
+        let owned = &self.owned[index];
+        match owned.next {
+            Some(next) if offset > next && owned.held.is_none() => Some(next),
+            _ => None,
+        }
+    }
+
+    /// Marks `partition` as missing the history from `expected` to before `log_start`,
+    /// found while it was read: with `accept`, it goes on (flagged truncated); otherwise it
+    /// is held (not read, not shown, `/readyz` 503). Returns `true` when it is held.
+    pub(super) fn lost_history(
+        &mut self,
+        partition: Partition,
+        expected: Offset,
+        log_start: Offset,
+        accept: bool,
+    ) -> bool {
+        let Some(index) = self.index_of(partition) else {
+            return false;
+        };
+        let owned = &mut self.owned[index];
+        owned.truncated = true;
+        if accept {
+            return false;
+        }
+        owned.rebuilt = false;
+        owned.held = Some(format!(
+            "history truncated: partition {} misses offsets {} to {} (the broker's log starts at {}: retention deleted them before they were read); set ledger.accept_truncated_history = true to proceed without them",
+            partition.0,
+            expected.0,
+            log_start.0 - 1,
+            log_start.0
+        ));
+        true
+    }
+
     /// Notes a partition's watermark after an event: the process's is the latest of all.
     pub(super) fn note_watermark(&mut self, watermark: Option<Timestamp>) {
         self.watermark = self.watermark.max(watermark);
