@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 
 RUNS=${RUNS:-5}
 OUT=target/bench
-BIN=target/release/marginstream
+BIN=${BIN:-target/release/marginstream}
 LEDGER=$OUT/ledger-10k-customers.jsonl
 mkdir -p "$OUT"
 

@@ -25,7 +25,7 @@ LONG_ROUNDS=${LONG_ROUNDS:-1}
 SESSIONS=${SESSIONS:-6000 default 45000}
 OUT=target/bench
 WORK=$OUT/failover
-BIN=target/release/marginstream
+BIN=${BIN:-target/release/marginstream}
 mkdir -p "$WORK"
 [[ -x $BIN ]] || cargo build --release -p marginstream
 

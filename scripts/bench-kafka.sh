@@ -56,7 +56,7 @@ for pair in "${EXTRA[@]}"; do
 done
 OUT=target/bench
 WORK=$OUT/kafka
-BIN=target/release/marginstream
+BIN=${BIN:-target/release/marginstream}
 BARE=target/release/examples/bare_consumer
 LEDGER=$OUT/ledger-kafka-${CUSTOMERS}c-${DAYS}d-s${SEED}.jsonl
 mkdir -p "$OUT"

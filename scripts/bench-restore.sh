@@ -27,7 +27,7 @@ CUSTOMERS=${CUSTOMERS:-100000}
 DAYS=${DAYS:-3}
 OUT=target/bench
 WORK=$OUT/restore
-BIN=target/release/marginstream
+BIN=${BIN:-target/release/marginstream}
 mkdir -p "$WORK"
 [[ -x $BIN ]] || cargo build --release -p marginstream
 
