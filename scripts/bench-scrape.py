@@ -58,16 +58,46 @@ def get(port, path, timeout=600):
     return body, time.perf_counter() - started
 
 
+def scrape_counts(port, timeout=900):
+    """Scrapes /metrics without holding it (gigabytes at 1M customers without the budget):
+    returns (seconds, bytes, series, per-customer series)."""
+    started = time.perf_counter()
+    size = series = customer_series = 0
+    rest = b""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=timeout) as response:
+        while True:
+            chunk = response.read(1 << 20)
+            if not chunk:
+                break
+            size += len(chunk)
+            lines = (rest + chunk).split(b"\n")
+            rest = lines.pop()
+            for line in lines:
+                if line and not line.startswith(b"#"):
+                    series += 1
+                    if b"customer_id=" in line:
+                        customer_series += 1
+    return time.perf_counter() - started, size, series, customer_series
+
+
 def self_metrics(port):
-    """The loop's histograms and gauges, from /metrics of a budget-limited... any process:
-    reads only the lines of marginstream_apply_latency, loop_service and publish_step."""
-    text, _ = get(port, "/metrics")
+    """The loop's histograms and counters from /metrics, read as a stream: only the lines
+    of the apply latency, the service passes, the publishing steps and the consumed count."""
     values = {}
-    for line in text.decode().splitlines():
-        if line.startswith(("marginstream_apply_latency_seconds", "marginstream_loop_service",
-                            "marginstream_publish_step", "marginstream_consumed_messages_total")):
-            key, value = line.rsplit(" ", 1)
-            values[key] = float(value)
+    wanted = (b"marginstream_apply_latency_seconds", b"marginstream_loop_service",
+              b"marginstream_publish_step", b"marginstream_consumed_messages_total")
+    rest = b""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=900) as response:
+        while True:
+            chunk = response.read(1 << 20)
+            if not chunk:
+                break
+            lines = (rest + chunk).split(b"\n")
+            rest = lines.pop()
+            for line in lines:
+                if line.startswith(wanted):
+                    key, value = line.decode().rsplit(" ", 1)
+                    values[key] = float(value)
     return values
 
 
@@ -266,16 +296,13 @@ checkpoint_interval = "24h"
                     else:
                         wait_ready(port, lines, process)
                     ready_seconds = time.time() - started
-                    times, body = [], b""
+                    times = []
                     for _ in range(ROUNDS):
-                        body, seconds = get(port, "/metrics")
+                        seconds, size_bytes, series, customer_series = scrape_counts(port)
                         times.append(seconds)
-                    text = body.decode()
-                    series = sum(1 for l in text.splitlines() if l and not l.startswith("#"))
-                    customer_series = sum(1 for l in text.splitlines() if "customer_id=" in l)
                     entry = {"name": name, "budget": budget, "ready_seconds": ready_seconds,
                              "series": series, "customer_series": customer_series,
-                             "bytes": len(body), "scrape_seconds_median": statistics.median(times),
+                             "bytes": size_bytes, "scrape_seconds_median": statistics.median(times),
                              "scrape_seconds": times}
                     paths = ["/metrics"]
                     if budget is not None:

@@ -524,6 +524,31 @@ impl Renderer {
     }
 }
 
+impl Renderer {
+    /// Returns the buffers of the last rendering as its chunks, in order, consuming the
+    /// renderer: the text is handed over without a copy (an exposition of millions of series
+    /// is gigabytes; a copy would double the memory).
+    pub fn into_chunks(self) -> Vec<Vec<u8>> {
+        let Renderer {
+            heads,
+            mut parts,
+            others,
+            tail,
+            ..
+        } = self;
+        let mut chunks = Vec::with_capacity(6 * (parts.len() + 2) + 1);
+        for (family, (head, other)) in heads.into_iter().zip(others.0).enumerate() {
+            chunks.push(head);
+            for part in &mut parts {
+                chunks.push(std::mem::take(&mut part.0[family]));
+            }
+            chunks.push(other);
+        }
+        chunks.push(tail);
+        chunks
+    }
+}
+
 /// The portfolio families, the segments, the counters, the watermark and the customer
 /// counts.
 fn render_tail<V: GaugeView + ?Sized>(

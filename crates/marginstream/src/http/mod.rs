@@ -11,11 +11,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use bytes::Bytes;
 use tracing::{error, info};
 
 pub mod api;
@@ -45,12 +47,56 @@ pub fn router(shared: Arc<Shared>) -> Router {
 /// `/metrics`: rendered from the current snapshot on a blocking thread (a large exposition
 /// takes a while), never by the loop.
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
-    match tokio::task::spawn_blocking(move || shared.scrape()).await {
-        Ok(body) => ([(header::CONTENT_TYPE, PROMETHEUS_TEXT)], body).into_response(),
+    match tokio::task::spawn_blocking(move || shared.scrape_chunks()).await {
+        Ok(chunks) => (
+            [(header::CONTENT_TYPE, PROMETHEUS_TEXT)],
+            Body::new(ChunkedText::new(chunks)),
+        )
+            .into_response(),
         Err(error) => {
             error!(error = %error, "rendering /metrics failed");
             (StatusCode::INTERNAL_SERVER_ERROR, "rendering failed\n").into_response()
         }
+    }
+}
+
+/// A response body sent as the chunks it is made of, without joining them, with its exact
+/// length (so the response has a `Content-Length`).
+struct ChunkedText {
+    chunks: std::collections::VecDeque<Bytes>,
+    remaining: u64,
+}
+
+impl ChunkedText {
+    fn new(chunks: Vec<Bytes>) -> ChunkedText {
+        ChunkedText {
+            remaining: chunks.iter().map(|chunk| chunk.len() as u64).sum(),
+            chunks: chunks.into(),
+        }
+    }
+}
+
+impl http_body::Body for ChunkedText {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        let next = self.chunks.pop_front();
+        if let Some(chunk) = &next {
+            self.remaining -= chunk.len() as u64;
+        }
+        std::task::Poll::Ready(next.map(|chunk| Ok(http_body::Frame::data(chunk))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.remaining)
     }
 }
 

@@ -48,6 +48,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
+use bytes::Bytes;
 use marginstream_aggregator::{Engine, EngineConfig, Preparer};
 use marginstream_consumer::kafka::DeadLetter;
 use marginstream_consumer::{
@@ -240,13 +241,27 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Returns the whole `/metrics` text: the contract's families of the current snapshot,
-    /// then the self-metrics and the process metrics.
-    pub fn scrape(&self) -> Vec<u8> {
+    /// Returns the whole `/metrics` text, as chunks to send in order: the contract's families
+    /// of the current snapshot (shared with every scrape of that snapshot, not copied), then
+    /// the self-metrics and the process metrics.
+    pub fn scrape_chunks(&self) -> Vec<Bytes> {
         let families = self.board.render();
-        let mut text = Vec::with_capacity(families.len() + 16 * 1024);
-        text.extend_from_slice(&families);
-        self.metrics.encode(&mut text);
+        let mut own = Vec::with_capacity(16 * 1024);
+        self.metrics.encode(&mut own);
+        let mut chunks = Vec::with_capacity(families.len() + 1);
+        chunks.extend(families.iter().cloned());
+        chunks.push(Bytes::from(own));
+        chunks
+    }
+
+    /// Returns the whole `/metrics` text in one buffer (a copy of [`Shared::scrape_chunks`]:
+    /// for tests and small expositions; the endpoint streams the chunks).
+    pub fn scrape(&self) -> Vec<u8> {
+        let chunks = self.scrape_chunks();
+        let mut text = Vec::with_capacity(chunks.iter().map(Bytes::len).sum());
+        for chunk in &chunks {
+            text.extend_from_slice(chunk);
+        }
         text
     }
 }
