@@ -26,3 +26,52 @@ pub fn unix_seconds(time: SystemTime) -> f64 {
     time.duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
 }
+
+/// Returns the CPU time the calling thread has used (`CLOCK_THREAD_CPUTIME_ID`): the loop's
+/// own work in a pass, without the time other threads held its core. `Duration::ZERO` where
+/// the clock is not available (not Unix).
+pub fn thread_cpu_time() -> Duration {
+    #[cfg(unix)]
+    {
+        let mut now = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `now` is a valid, writable timespec; clock_gettime only writes into it.
+        let status = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+        if status == 0 {
+            return Duration::new(
+                u64::try_from(now.tv_sec).unwrap_or(0),
+                u32::try_from(now.tv_nsec).unwrap_or(0),
+            );
+        }
+    }
+    Duration::ZERO
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thread_cpu_time_counts_this_threads_work_only() {
+        let started = thread_cpu_time();
+        let wall = std::time::Instant::now();
+        let mut x = 0u64;
+        while wall.elapsed() < Duration::from_millis(20) {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+        let busy = thread_cpu_time() - started;
+        assert!(
+            busy > Duration::from_millis(1),
+            "busy 20 ms counted {busy:?}"
+        );
+        let slept_from = thread_cpu_time();
+        std::thread::sleep(Duration::from_millis(50));
+        let asleep = thread_cpu_time() - slept_from;
+        assert!(
+            asleep < Duration::from_millis(20),
+            "asleep 50 ms counted {asleep:?}"
+        );
+    }
+}

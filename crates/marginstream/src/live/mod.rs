@@ -526,6 +526,7 @@ impl Live<'_> {
     /// `idle`: no message came (the publishing step may take longer).
     fn service(&mut self, source: &KafkaSource, idle: bool) -> anyhow::Result<()> {
         let started = Instant::now();
+        let cpu_started = crate::clock::thread_cpu_time();
         self.dlq.poll();
         self.check_pause(source)?;
         let wall = wall_clock();
@@ -567,7 +568,10 @@ impl Live<'_> {
             None => self.rate_at = Some((now, consumed)),
             _ => {}
         }
-        self.metrics.observe_service(started.elapsed());
+        self.metrics.observe_service(
+            started.elapsed(),
+            crate::clock::thread_cpu_time().saturating_sub(cpu_started),
+        );
         Ok(())
     }
 

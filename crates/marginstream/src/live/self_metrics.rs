@@ -69,6 +69,8 @@ pub const KAFKA_COMMIT_FAILURES_TOTAL: &str = "marginstream_kafka_commit_failure
 pub const KAFKA_ERRORS_TOTAL: &str = "marginstream_kafka_errors_total";
 /// Duration of the loop's service passes between messages: its pauses.
 pub const LOOP_SERVICE_SECONDS: &str = "marginstream_loop_service_seconds";
+/// The loop thread's CPU time in each service pass: its own work, without preemption.
+pub const LOOP_SERVICE_CPU_SECONDS: &str = "marginstream_loop_service_cpu_seconds";
 /// The longest service pass since start.
 pub const LOOP_SERVICE_MAX_SECONDS: &str = "marginstream_loop_service_max_seconds";
 /// Duration of each publishing step on the loop.
@@ -152,6 +154,8 @@ pub struct SelfMetrics {
     pub kafka_errors: IntCounter,
     /// Every service pass's duration.
     pub loop_service: Histogram,
+    /// Every service pass's CPU time on the loop thread.
+    pub loop_service_cpu: Histogram,
     /// The longest service pass since start.
     pub loop_service_max: Gauge,
     /// Every publishing step's duration.
@@ -292,6 +296,14 @@ impl SelfMetrics {
                 )
                 .expect("valid histogram buckets"),
             ),
+            loop_service_cpu: register(
+                r,
+                Histogram::with_opts(
+                    HistogramOpts::new(LOOP_SERVICE_CPU_SECONDS, "CPU time of the loop thread in each service pass: the pass's own work, without the time other threads held the core (on Linux; 0 elsewhere).")
+                        .buckets(APPLY_LATENCY_BUCKETS.to_vec()),
+                )
+                .expect("valid histogram buckets"),
+            ),
             loop_service_max: gauge(r, LOOP_SERVICE_MAX_SECONDS, "The longest service pass of the loop since start."),
             publish_step: register(
                 r,
@@ -358,8 +370,10 @@ impl SelfMetrics {
         }
     }
 
-    /// Records a service pass of the loop that took `duration`.
-    pub fn observe_service(&self, duration: std::time::Duration) {
+    /// Records a service pass of the loop that took `duration` of wall time and `cpu` of
+    /// the loop thread's CPU time.
+    pub fn observe_service(&self, duration: std::time::Duration, cpu: std::time::Duration) {
+        self.loop_service_cpu.observe(cpu.as_secs_f64());
         let seconds = duration.as_secs_f64();
         self.loop_service.observe(seconds);
         if seconds > self.loop_service_max.get() {
