@@ -233,14 +233,7 @@ scrape_configs:
     except Exception as error:  # noqa: BLE001 - report and fail, whatever broke
         report.check(False, f"ERROR {error}")
     finally:
-        for process in reversed(processes):
-            prom.stop(process)
-        if broker_port is not None:
-            subprocess.run([str(ROOT / "scripts/broker.sh"), "stop", str(broker_port)], capture_output=True)
-        if report.failed == 0:
-            shutil.rmtree(work, ignore_errors=True)
-        else:
-            print(f"kept {work} for inspection")
+        prom.teardown(processes, broker_port, work, report.failed)
     print(f"live-budget: {report.passed} passed, {report.failed} failed")
     return 0 if report.failed == 0 else 1
 

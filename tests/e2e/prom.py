@@ -1,10 +1,15 @@
-"""A real Prometheus for the end-to-end scripts (backfill.py, dashboard.py, live_alert.py):
-a free port, the server started on a data directory and waited for, stopped."""
+"""A real Prometheus for the end-to-end scripts (backfill.py, dashboard.py, live_alert.py,
+live_budget.py, web_auth.py): a free port, the server started on a data directory and waited
+for, stopped; and the live scripts' common teardown."""
 
+import shutil
 import socket
 import subprocess
 import time
 import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_port():
@@ -46,3 +51,17 @@ def stop(process, timeout=30):
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def teardown(processes, broker_port, work, failed):
+    """The live scripts' end: stops `processes` (last started first) and the local broker on
+    `broker_port` (None: a broker of KAFKA_BROKERS, left alone); removes `work` when nothing
+    `failed`, keeps it for inspection otherwise."""
+    for process in reversed(processes):
+        stop(process)
+    if broker_port is not None:
+        subprocess.run([str(ROOT / "scripts/broker.sh"), "stop", str(broker_port)], capture_output=True)
+    if failed == 0:
+        shutil.rmtree(work, ignore_errors=True)
+    else:
+        print(f"kept {work} for inspection")
