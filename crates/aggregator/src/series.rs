@@ -130,6 +130,17 @@ impl Series {
             + self.cursors.len() * 4
     }
 
+    /// Reads what adding to `slot` will read first (its row of sums, the latest entry and
+    /// the budget) and returns a value made of them, for [`crate::Engine::prefetch`].
+    pub(crate) fn touch(&self, slot: Option<usize>) -> u64 {
+        let labels = usize::from(self.labels);
+        let row = slot.and_then(|slot| self.sums.get(slot * labels));
+        let last = self.entries.back().map_or(0, |entry| entry.bucket);
+        u64::from(self.scale_max)
+            ^ u64::from(row.is_some_and(Decimal::is_zero))
+            ^ u64::from(last as u32)
+    }
+
     fn position(&self, bucket: i32, slot: u8) -> Result<usize, usize> {
         let key = (bucket, slot);
         match self.entries.back() {

@@ -52,6 +52,10 @@ use source::{Opened, Source};
 /// size (1 MiB) plus the parsed events.
 pub const READ_AHEAD_BATCHES: usize = 4;
 
+/// Events whose state the engine reads ahead, together, before applying them one by one
+/// ([`Engine::prefetch`]): their cache misses then overlap.
+const PREFETCH_EVENTS: usize = 16;
+
 /// Output formats of the final state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -225,7 +229,16 @@ pub fn replay(config: &Config, args: &ReplayArgs) -> anyhow::Result<(Engine, Rep
                  results: std::vec::Drain<'_, Result<Prepared, Rejection>>|
      -> anyhow::Result<()> {
         let now = wall_clock();
-        for (index, result) in results.enumerate() {
+        let mut results = results;
+        for index in 0usize.. {
+            if index % PREFETCH_EVENTS == 0 {
+                for prepared in results.as_slice().iter().take(PREFETCH_EVENTS).flatten() {
+                    engine.prefetch(prepared);
+                }
+            }
+            let Some(result) = results.next() else {
+                break;
+            };
             if let Ok(prepared) = &result {
                 if !in_range(prepared.occurred_at, since, until) {
                     skipped += 1;
