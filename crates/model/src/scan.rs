@@ -35,6 +35,43 @@ fn field_index(name: &[u8]) -> Option<usize> {
     }
 }
 
+/// Returns `true` for the bytes that end the fast reading of a string: a quote, a backslash
+/// or a control character.
+fn is_special(byte: u8) -> bool {
+    byte == b'"' || byte == b'\\' || byte < 0x20
+}
+
+/// Returns the position of the first [`is_special`] byte, eight bytes at a time.
+///
+/// In each word, a byte is flagged when it equals `"` or `\\` (its XOR with them is zero) or
+/// is below 0x20, by the classic "has a zero byte" test: `(x - 0x01..) & !x & 0x80..`. A
+/// flag can be wrong only above a byte that is flagged rightly (a borrow runs upwards), so
+/// the lowest flag is always right. The ids, timestamps and amounts of an event are 5 to 30
+/// bytes: measured in issue 12, about half of the scanner's time went to this search, byte by
+/// byte.
+fn special_position(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let zero_in = |word: u64| word.wrapping_sub(ONES) & !word;
+    let mut chunks = bytes.chunks_exact(8);
+    let mut offset = 0;
+    for chunk in &mut chunks {
+        let word = u64::from_le_bytes(chunk.try_into().expect("chunks_exact gives 8 bytes"));
+        let flags = (zero_in(word ^ (ONES * u64::from(b'"')))
+            | zero_in(word ^ (ONES * u64::from(b'\\')))
+            | (word.wrapping_sub(ONES * 0x20) & !word))
+            & HIGHS;
+        if flags != 0 {
+            return Some(offset + (flags.trailing_zeros() / 8) as usize);
+        }
+        offset += 8;
+    }
+    let tail = chunks.remainder();
+    tail.iter()
+        .position(|&byte| is_special(byte))
+        .map(|at| offset + at)
+}
+
 /// A position in the line being scanned.
 struct Scanner<'a> {
     bytes: &'a [u8],
@@ -63,9 +100,7 @@ impl Scanner<'_> {
     fn string(&mut self) -> Option<(usize, usize)> {
         let start = self.at + 1;
         let rest = self.bytes.get(start..)?;
-        let length = rest
-            .iter()
-            .position(|&byte| byte == b'"' || byte == b'\\' || byte < 0x20)?;
+        let length = special_position(rest)?;
         if rest[length] != b'"' {
             return None;
         }
@@ -197,6 +232,28 @@ mod tests {
         }
         assert_eq!(field_index(b"Event_type"), None);
         assert_eq!(field_index(b""), None);
+    }
+
+    /// Shows that the word-at-a-time search finds the first special byte exactly: every
+    /// byte value at every position of a 24-byte run, behind every other byte value.
+    #[test]
+    fn special_position_matches_the_byte_by_byte_search() {
+        for first in 0..=255u8 {
+            for second in [b'a', b'"', b'\\', 0x1f, 0x20, 0x7f, 0x80, 0xff, 0x00] {
+                for at in 0..24 {
+                    let mut bytes = [b'x'; 24];
+                    bytes[at] = first;
+                    if at + 1 < bytes.len() {
+                        bytes[at + 1] = second;
+                    }
+                    for end in [at + 1, bytes.len()] {
+                        let slice = &bytes[..end];
+                        let expected = slice.iter().position(|&byte| is_special(byte));
+                        assert_eq!(special_position(slice), expected, "{slice:?}");
+                    }
+                }
+            }
+        }
     }
 
     /// Shows what the scanner takes and what it leaves to serde_json.
