@@ -468,6 +468,26 @@ impl Engine {
         Ok(outcome)
     }
 
+    /// Reads, without changing anything, the state that applying `event` will read first:
+    /// its slot in the dedup index, its customer's slot in the customer index, and the
+    /// customer's figures and latest bucket entry.
+    ///
+    /// An optimisation only: the state is too large for the cache (the dedup index alone is
+    /// tens of MB), and applying an event waits on about five cache misses one after the
+    /// other. Calling this for the next few events before applying them lets their misses
+    /// run side by side. Measured in issue 12 on the bench ledger (10k customers, 2M events),
+    /// replay reading ahead 16 events at a time: 7 % more events/s, 7 % less CPU; groups of
+    /// 8 and 32 did no better.
+    pub fn prefetch(&self, event: &Prepared) {
+        let mut touched = u64::from(self.dedup.contains_key(&dedup_key(event.key)));
+        if let Some(id) = event.customer_id.as_deref() {
+            if let Some(slot) = self.find(id, self.hasher.hash_one(id)) {
+                touched ^= self.series(slot).touch(event.line.slot());
+            }
+        }
+        std::hint::black_box(touched);
+    }
+
     fn series(&self, slot: u32) -> &Series {
         &self.customers[slot as usize]
             .as_ref()

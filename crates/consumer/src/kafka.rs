@@ -407,6 +407,13 @@ impl KafkaSource {
         }
     }
 
+    /// Returns `true` when a rebalance waits for [`KafkaSource::take_rebalance`]. A batch of
+    /// messages ends there, so that the rebalance is handled after exactly the messages
+    /// polled before it, as when messages are taken one at a time.
+    pub fn rebalance_pending(&self) -> bool {
+        self.consumer.context().has_pending.load(Ordering::Acquire)
+    }
+
     /// Returns the rebalances that happened since the last call, in order. Cheap when none.
     pub fn take_rebalance(&self) -> Vec<Rebalance> {
         let context = self.consumer.context();

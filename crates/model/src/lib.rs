@@ -6,6 +6,8 @@
 //! - [`money`]: exact decimal amounts, the per-window [`money::Figures`] and the three ratios.
 //! - [`time`]: timestamps, configured durations and bucket arithmetic.
 //! - [`reject`]: the closed set of rejection reasons.
+//! - `scan`: the parser's fast path, a scanner for the common flat shape of an event, with
+//!   serde_json behind it for everything else.
 //! - [`view`]: what an exporter reads from the engine ([`view::GaugeView`]) and the counters.
 //! - [`error`]: the crate's one error type, for configuration values.
 //!
@@ -30,6 +32,7 @@ pub mod event;
 pub mod money;
 pub mod parse;
 pub mod reject;
+mod scan;
 pub mod time;
 pub mod view;
 
@@ -38,7 +41,7 @@ pub use event::{
     CostFunction, CostTag, Currency, CustomerId, Event, EventKey, EventType, RevenueType,
 };
 pub use money::{Figures, Line, Ratios};
-pub use parse::{parse_event, ParseLimits};
+pub use parse::{parse_event, parse_event_reference, ParseLimits};
 pub use reject::{RejectReason, Rejection};
 pub use time::{Bucket, DurationSpec, Timestamp};
 pub use view::{Counters, GaugeView, Outcome, WindowFigures};

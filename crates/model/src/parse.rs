@@ -25,6 +25,7 @@ use crate::event::{
 };
 use crate::money::parse_decimal;
 use crate::reject::{RejectReason, Rejection};
+use crate::scan::{self, Fields};
 use crate::time::Timestamp;
 
 /// The longest `event_id` and `customer_id`, in bytes.
@@ -50,8 +51,11 @@ impl Default for ParseLimits {
     }
 }
 
+/// The number of known fields.
+pub(crate) const FIELD_COUNT: usize = 9;
+
 /// Field names, in the order of the contract's table.
-const FIELDS: [&str; 9] = [
+pub(crate) const FIELDS: [&str; FIELD_COUNT] = [
     "event_type",
     "event_id",
     "customer_id",
@@ -74,7 +78,7 @@ const COST_FUNCTION: usize = 7;
 const CATEGORY: usize = 8;
 
 /// The raw JSON text of each known field; unknown fields are skipped.
-struct RawFields<'a>([Option<&'a RawValue>; 9]);
+struct RawFields<'a>([Option<&'a RawValue>; FIELD_COUNT]);
 
 impl<'de: 'a, 'a> Deserialize<'de> for RawFields<'a> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<RawFields<'a>, D::Error> {
@@ -88,7 +92,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for RawFields<'a> {
             }
 
             fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<RawFields<'a>, M::Error> {
-                let mut fields: [Option<&'a RawValue>; 9] = [None; 9];
+                let mut fields: [Option<&'a RawValue>; FIELD_COUNT] = [None; FIELD_COUNT];
                 while let Some(key) = map.next_key::<Cow<'de, str>>()? {
                     match FIELDS.iter().position(|name| *name == key) {
                         Some(index) => {
@@ -122,11 +126,12 @@ enum Value<'a> {
 }
 
 impl<'a> Value<'a> {
-    fn of(raw: Option<&'a RawValue>) -> Value<'a> {
-        let Some(raw) = raw else {
+    /// Returns the value of a field from its raw JSON text, as serde_json or the scanner
+    /// found it.
+    fn of(raw: Option<&'a str>) -> Value<'a> {
+        let Some(text) = raw else {
             return Value::Absent;
         };
-        let text = raw.get();
         if text == "null" {
             Value::Null
         } else if text.starts_with('"') {
@@ -198,7 +203,29 @@ fn identifier<'v>(
 }
 
 /// Parses and validates one message. See the module documentation for the order of checks.
+///
+/// The common shape of an event, one flat object without escapes, is read by a hand-written
+/// scanner (`scan`); anything else by serde_json. Both give the same raw field texts to the
+/// same validation, so the result, rejections and their messages included, does not depend
+/// on which one read the line ([`parse_event_reference`] is the serde_json path alone).
 pub fn parse_event(bytes: &[u8], limits: &ParseLimits) -> Result<Event, Rejection> {
+    parse_with(bytes, limits, scan::scan_fields)
+}
+
+/// Parses and validates one message with serde_json alone, without the scanner in front of
+/// it: the reference that [`parse_event`] is tested against. It gives the same result,
+/// only more slowly.
+pub fn parse_event_reference(bytes: &[u8], limits: &ParseLimits) -> Result<Event, Rejection> {
+    parse_with(bytes, limits, |_| None)
+}
+
+/// [`parse_event`] with `scan` as the fast path: when it gives the raw fields of a line,
+/// serde_json is not run.
+fn parse_with<'a>(
+    bytes: &'a [u8],
+    limits: &ParseLimits,
+    scan: impl FnOnce(&'a str) -> Option<Fields<'a>>,
+) -> Result<Event, Rejection> {
     if bytes.len() > limits.max_event_bytes {
         return Err(Rejection::new(
             RejectReason::Oversized,
@@ -218,13 +245,19 @@ pub fn parse_event(bytes: &[u8], limits: &ParseLimits) -> Result<Event, Rejectio
             "empty message: not one JSON object",
         ));
     }
-    let raw: RawFields<'_> = serde_json::from_str(json).map_err(|error| {
-        Rejection::new(
-            RejectReason::MalformedJson,
-            format!("not one JSON object: {error}"),
-        )
-    })?;
-    let values: [Value<'_>; 9] = std::array::from_fn(|index| Value::of(raw.0[index]));
+    let raw: Fields<'_> = match scan(json) {
+        Some(fields) => fields,
+        None => {
+            let raw: RawFields<'_> = serde_json::from_str(json).map_err(|error| {
+                Rejection::new(
+                    RejectReason::MalformedJson,
+                    format!("not one JSON object: {error}"),
+                )
+            })?;
+            raw.0.map(|value| value.map(RawValue::get))
+        }
+    };
+    let values: [Value<'_>; FIELD_COUNT] = raw.map(Value::of);
 
     // 3. The event type decides which fields are required.
     let event_type = match &values[EVENT_TYPE] {

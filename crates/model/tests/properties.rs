@@ -4,13 +4,16 @@
 //! - A valid event parses to the same [`Event`] however it is written: field order, unknown
 //!   fields, whitespace, escapes, amount as a string or a number, timestamp offset.
 //! - Amounts are exact: every decimal of up to 28 digits and 28 places round-trips.
+//! - The parser's scanner changes nothing: [`parse_event`] gives exactly what
+//!   [`parse_event_reference`] (serde_json alone) gives, rejection messages included, on
+//!   generated, mutated and golden lines (issue 12).
 
 use std::str::FromStr;
 
 use marginstream_model::money::parse_decimal;
 use marginstream_model::{
-    parse_event, CostFunction, CostTag, Currency, Event, EventKey, EventType, Figures, ParseLimits,
-    RejectReason, Rejection, RevenueType, Timestamp,
+    parse_event, parse_event_reference, CostFunction, CostTag, Currency, Event, EventKey,
+    EventType, Figures, ParseLimits, RejectReason, Rejection, RevenueType, Timestamp,
 };
 use proptest::prelude::*;
 use proptest::test_runner::Config as ProptestConfig;
@@ -682,4 +685,178 @@ fn timestamp_forms() {
             "{bad:?} must be refused"
         );
     }
+}
+
+/// Checks that the scanner in front of serde_json changes nothing for `bytes`: the same event,
+/// or the same rejection with the same message.
+fn check_same_as_reference(bytes: &[u8]) -> Result<(), TestCaseError> {
+    let limits = ParseLimits::default();
+    prop_assert_eq!(
+        parse_event(bytes, &limits),
+        parse_event_reference(bytes, &limits),
+        "line: {}",
+        String::from_utf8_lossy(bytes)
+    );
+    Ok(())
+}
+
+/// Values at the edge of what the scanner takes alone: scalars of every JSON kind, numbers
+/// just inside and just outside JSON's grammar, strings with escapes and control characters,
+/// and nested values.
+const SCALARS: &[&str] = &[
+    "\"Revenue_Event\"",
+    "\"Cost_Event\"",
+    "\"e-1\"",
+    "\"c-1\"",
+    "\"\"",
+    "\"2026-01-01T00:00:00Z\"",
+    "\"2026-01-01T00:00:00+05:30\"",
+    "\"100.10\"",
+    "\"USD\"",
+    "\"hosting\"",
+    "\"Support\"",
+    "\"recurring\"",
+    "\"__other__\"",
+    "\"c\\u0007\"",
+    "\"a\\\"b\"",
+    "\"tab\there\"",
+    "\"caf\u{e9}\"",
+    "0",
+    "-0",
+    "01",
+    "1.",
+    ".5",
+    "-",
+    "1e",
+    "1e+",
+    "1E-2",
+    "12.50",
+    "-1.5e3",
+    "1e999999",
+    "99999999999999999999999999999",
+    "true",
+    "false",
+    "null",
+    "tru",
+    "nul",
+    "[]",
+    "{}",
+    "[1,{\"a\":null}]",
+];
+
+/// Names of the known fields, some unknown ones, and near misses.
+const NAMES: &[&str] = &[
+    "event_type",
+    "event_id",
+    "customer_id",
+    "occurred_at",
+    "amount",
+    "currency",
+    "revenue_type",
+    "cost_function",
+    "category",
+    "source",
+    "Event_type",
+    "amount ",
+    "",
+    "event\\u005fid",
+];
+
+/// A flat object of names and values from [`NAMES`] and [`SCALARS`], with whitespace and an
+/// occasional broken delimiter: the lines on which the scanner decides alone or gives up.
+fn flat_object() -> impl Strategy<Value = String> {
+    let member = (
+        prop::sample::select(NAMES),
+        prop::sample::select(SCALARS),
+        prop::sample::select(&["", " ", "\t", "\r\n"][..]),
+        prop::sample::select(&[",", ",", ",", ", ", " ,", ",,", ""][..]),
+    );
+    (
+        prop::collection::vec(member, 0..10),
+        prop::sample::select(&["{", " {", "{ ", "[", ""][..]),
+        prop::sample::select(&["}", "} ", "}\n", "},", "} x", ""][..]),
+    )
+        .prop_map(|(members, open, close)| {
+            let mut out = String::from(open);
+            for (index, (name, value, space, comma)) in members.iter().enumerate() {
+                if index > 0 {
+                    out.push_str(comma);
+                }
+                out.push_str(&format!("{space}\"{name}\"{space}:{space}{value}{space}"));
+            }
+            out.push_str(close);
+            out
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(4000))]
+
+    /// Shows that the scanner changes nothing on arbitrary bytes.
+    #[test]
+    fn scanner_matches_serde_on_arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+        check_same_as_reference(&bytes)?;
+    }
+
+    /// Shows that the scanner changes nothing on strings glued from pieces of events.
+    #[test]
+    fn scanner_matches_serde_on_jsonish_strings(text in jsonish()) {
+        check_same_as_reference(text.as_bytes())?;
+    }
+
+    /// Shows that the scanner changes nothing on flat objects at the edge of what it takes.
+    #[test]
+    fn scanner_matches_serde_on_flat_objects(text in flat_object()) {
+        check_same_as_reference(text.as_bytes())?;
+    }
+
+    /// Shows that the scanner changes nothing on valid events however they are written.
+    #[test]
+    fn scanner_matches_serde_on_any_writing(event in valid_event(), writing in writing()) {
+        check_same_as_reference(write_event(&event, &writing).as_bytes())?;
+    }
+
+    /// Shows that the scanner changes nothing on valid events cut, spliced and patched.
+    #[test]
+    fn scanner_matches_serde_on_mutated_events(
+        event in valid_event(),
+        writing in writing(),
+        edits in prop::collection::vec((any::<prop::sample::Index>(), 0usize..8, 0u8..4, prop::sample::select(FRAGMENTS)), 1..4),
+    ) {
+        let mut text = write_event(&event, &writing).into_bytes();
+        for (at, length, operation, fragment) in edits {
+            let at = at.index(text.len() + 1);
+            let end = (at + length).min(text.len());
+            match operation {
+                0 => { text.drain(at..end); }
+                1 => { text.splice(at..at, fragment.bytes()); }
+                2 => { text.splice(at..end, fragment.bytes()); }
+                _ => text.truncate(at),
+            }
+        }
+        check_same_as_reference(&text)?;
+    }
+}
+
+/// Shows that the scanner changes nothing on every line of the golden cases, each also cut
+/// at every byte (the golden files hold the contract's rejections, escapes and oddities).
+#[test]
+fn scanner_matches_serde_on_golden_lines() {
+    let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/golden");
+    let mut lines = 0;
+    for case in std::fs::read_dir(&golden).expect("the golden cases are readable") {
+        let input = case.expect("a golden case").path().join("input.jsonl");
+        let Ok(bytes) = std::fs::read(&input) else {
+            continue;
+        };
+        for line in bytes.split(|&byte| byte == b'\n') {
+            for end in 0..=line.len() {
+                if let Err(error) = check_same_as_reference(&line[..end]) {
+                    panic!("{}: {error}", input.display());
+                }
+            }
+            lines += 1;
+        }
+    }
+    assert!(lines > 50, "the golden inputs were found ({lines} lines)");
 }

@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 
-use marginstream_aggregator::{ClockMode, Engine, EngineConfig};
+use marginstream_aggregator::{ClockMode, Engine, EngineConfig, Prepared};
 use marginstream_consumer::{Offset, Partition, StartAt};
 use marginstream_model::Timestamp;
 use tracing::info;
@@ -272,6 +272,18 @@ impl Partitions {
         let index = self.owned.iter().position(|o| o.partition == partition)?;
         self.last_index = index;
         Some(index)
+    }
+
+    /// Reads ahead the state that applying `event` to `partition` will read
+    /// ([`Engine::prefetch`]); does nothing when the partition is not owned.
+    pub(super) fn prefetch(&self, partition: Partition, event: &Prepared) {
+        let owned = match self.owned.get(self.last_index) {
+            Some(owned) if owned.partition == partition => Some(owned),
+            _ => self.owned.iter().find(|o| o.partition == partition),
+        };
+        if let Some(owned) = owned {
+            owned.engine.prefetch(event);
+        }
     }
 
     /// Returns the owned partition a message at `offset` of `partition` is for, with its
