@@ -29,7 +29,7 @@
 # which changes nothing while data is available (fetch.min.bytes is 1). The bare
 # consumer reports the remaining gap from its last message to the end (last_message_to_end_ms).
 # Rate = messages in the topic / window. Medians over the rounds; ratio = marginstream /
-# bare (goal >= 0.8, aim 0.9). These machines are noisy: read the medians of one session.
+# bare (issue 12: >= 0.5; the first goal >= 0.8, aim 0.9). These machines are noisy: read the medians of one session.
 #
 # Environment: ROUNDS (3), CUSTOMERS (10000), DAYS (22), PARTITIONS (4), SEED (42),
 # FETCH_WAIT_MAX_MS (10), EXTRA_PROPERTIES (none: space-separated key=value librdkafka
@@ -336,7 +336,7 @@ runtime=$((SECONDS - started))
     echo "| bare rdkafka consumer, first message -> last message | $bare_rate_ff | | $(field per_second < "$WORK/bare.jsonl" | paste -sd' ') |"
     echo "| marginstream run (parse, validate, dedup, tag, apply, dead-letter), assign -> last partition read to its end | $ms_rate | $ms_seconds | $(awk '{print $2}' "$WORK/marginstream.txt" | paste -sd' ') |"
     echo
-    echo "Ratio marginstream / bare, same window (assign -> end): **$ratio** (goal >= 0.8, aim 0.9). Against the bare consumer's first -> last message rate: $ratio_ff."
+    echo "Ratio marginstream / bare, same window (assign -> end): **$ratio** (issue 12: >= 0.5; the first goal >= 0.8, aim 0.9). Against the bare consumer's first -> last message rate: $ratio_ff."
     echo
     echo "The window starts at the assignment for both (marginstream's log line \"partitions assigned\", microsecond timestamps; the bare consumer's assign() call) and ends at the last partition's EOF. It includes the first fetch and the end signal: the bare consumer's first message came $bare_first_ms ms after assign and its last partition EOF $bare_end_ms ms after its last message (medians; both programs run with fetch.wait.max.ms = $FETCH_WAIT_MAX_MS, the broker's hold on the empty fetch that reports a partition's end, 500 ms by default). Not included: marginstream's group join, $ms_join s from launch to assignment (median; this broker delays the first assignment by session.timeout.ms / 2)."
     echo
