@@ -36,6 +36,28 @@ fn check_total(bytes: &[u8]) -> Result<Event, Rejection> {
     first
 }
 
+/// Applies `edits` to `text`: each at a place, of a length, cuts (0), inserts a fragment
+/// (1), replaces with a fragment (2) or truncates (3).
+fn mutate(mut text: Vec<u8>, edits: Vec<(prop::sample::Index, usize, u8, &str)>) -> Vec<u8> {
+    for (at, length, operation, fragment) in edits {
+        let at = at.index(text.len() + 1);
+        let end = (at + length).min(text.len());
+        match operation {
+            0 => {
+                text.drain(at..end);
+            }
+            1 => {
+                text.splice(at..at, fragment.bytes());
+            }
+            2 => {
+                text.splice(at..end, fragment.bytes());
+            }
+            _ => text.truncate(at),
+        }
+    }
+    text
+}
+
 /// Pieces of valid and nearly valid events, glued at random by [`jsonish`].
 const FRAGMENTS: &[&str] = &[
     "{",
@@ -479,17 +501,7 @@ proptest! {
         writing in writing(),
         edits in prop::collection::vec((any::<prop::sample::Index>(), 0usize..8, 0u8..4, prop::sample::select(FRAGMENTS)), 1..4),
     ) {
-        let mut text = write_event(&event, &writing).into_bytes();
-        for (at, length, operation, fragment) in edits {
-            let at = at.index(text.len() + 1);
-            let end = (at + length).min(text.len());
-            match operation {
-                0 => { text.drain(at..end); }
-                1 => { text.splice(at..at, fragment.bytes()); }
-                2 => { text.splice(at..end, fragment.bytes()); }
-                _ => text.truncate(at),
-            }
-        }
+        let text = mutate(write_event(&event, &writing).into_bytes(), edits);
         let _ = check_total(&text);
     }
 
@@ -823,17 +835,7 @@ proptest! {
         writing in writing(),
         edits in prop::collection::vec((any::<prop::sample::Index>(), 0usize..8, 0u8..4, prop::sample::select(FRAGMENTS)), 1..4),
     ) {
-        let mut text = write_event(&event, &writing).into_bytes();
-        for (at, length, operation, fragment) in edits {
-            let at = at.index(text.len() + 1);
-            let end = (at + length).min(text.len());
-            match operation {
-                0 => { text.drain(at..end); }
-                1 => { text.splice(at..at, fragment.bytes()); }
-                2 => { text.splice(at..end, fragment.bytes()); }
-                _ => text.truncate(at),
-            }
-        }
+        let text = mutate(write_event(&event, &writing).into_bytes(), edits);
         check_same_as_reference(&text)?;
     }
 }
