@@ -31,7 +31,7 @@ use marginstream_aggregator::{Engine, Preparer};
 use marginstream_consumer::kafka::LedgerProducer;
 use marginstream_consumer::{KafkaSettings, Offset, Partition};
 use marginstream_exporter::exposure;
-use marginstream_exporter::prometheus::{render_prometheus_with, Exposition};
+use marginstream_exporter::prometheus::render_prometheus_with;
 use marginstream_exporter::RenderOptions;
 use marginstream_tests::exposition::{assert_same, Metrics};
 use marginstream_tests::topic::{self, Read};
@@ -388,12 +388,7 @@ fn expected(settings: &LiveSettings, lines: &[Vec<u8>]) -> Expected {
     let view = engine.view();
     let chosen = exposure::choose(&view, &publishing.exposure);
     let exposed = |id: &str| chosen.contains(id);
-    let exposition = Exposition {
-        exposed: Some(&exposed),
-        families: publishing.exposure.families,
-        windows: &publishing.exposure.windows,
-        segments: publishing.segments.as_ref(),
-    };
+    let exposition = publishing.exposition(&exposed);
     let mut text = Vec::new();
     render_prometheus_with(&view, RenderOptions::default(), &exposition, &mut text);
     Expected {

@@ -57,6 +57,20 @@ pub struct PublishSettings {
     pub segments: Option<SegmentConfig>,
 }
 
+impl PublishSettings {
+    /// What `/metrics` renders (contract sections 7 and 8): the budget's families and
+    /// windows, the tiers, and series of their own for the customers `exposed` says (the
+    /// others summed into `__other__`). `replay --format prometheus` renders the same.
+    pub fn exposition<'a>(&'a self, exposed: &'a (dyn Fn(&str) -> bool + Sync)) -> Selection<'a> {
+        Selection {
+            exposed: Some(exposed),
+            families: self.exposure.families,
+            windows: &self.exposure.windows,
+            segments: self.segments.as_ref(),
+        }
+    }
+}
+
 /// One customer's sums: revenue and the five costs per window, slot-major as the engine
 /// keeps them (`sums[slot * windows + window]`).
 pub type Sums = Arc<[Decimal]>;
@@ -220,13 +234,7 @@ impl Board {
             exposition.chunks = Chunks::default();
             let chosen = snapshot.chosen();
             let exposed = |id: &str| chosen.contains(id);
-            let settings = &self.settings;
-            let selection = Selection {
-                exposed: Some(&exposed),
-                families: settings.exposure.families,
-                windows: &settings.exposure.windows,
-                segments: settings.segments.as_ref(),
-            };
+            let selection = self.settings.exposition(&exposed);
             let mut renderer = Renderer::new(RenderOptions {
                 // One core stays with the loop: a scrape of millions of series must not
                 // take every core from consumption (measured on 2 cores: rendering on

@@ -32,7 +32,7 @@ use marginstream_consumer::LineBatch;
 use marginstream_exporter::exposure;
 use marginstream_exporter::json::render_json;
 use marginstream_exporter::openmetrics::HistoryWriter;
-use marginstream_exporter::prometheus::{render_prometheus_with, Exposition};
+use marginstream_exporter::prometheus::render_prometheus_with;
 use marginstream_exporter::table::render_table;
 use marginstream_exporter::RenderOptions;
 use marginstream_model::{
@@ -349,15 +349,9 @@ pub fn run(config: &Config, args: &ReplayArgs) -> anyhow::Result<()> {
     match args.format.unwrap_or(Format::Prometheus) {
         Format::Prometheus => {
             // The exposure budget chooses on the final state (contract section 7).
-            let publishing = &config.publishing;
-            let chosen = exposure::choose(&view, &publishing.exposure);
+            let chosen = exposure::choose(&view, &config.publishing.exposure);
             let exposed = |id: &str| chosen.contains(id);
-            let exposition = Exposition {
-                exposed: Some(&exposed),
-                families: publishing.exposure.families,
-                windows: &publishing.exposure.windows,
-                segments: publishing.segments.as_ref(),
-            };
+            let exposition = config.publishing.exposition(&exposed);
             let mut text = Vec::new();
             render_prometheus_with(&view, RenderOptions::default(), &exposition, &mut text);
             out.write_all(&text)?;
