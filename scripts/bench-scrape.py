@@ -233,13 +233,7 @@ def main():
     WORK.mkdir(parents=True, exist_ok=True)
     if not Path(BIN).exists():
         subprocess.run(["cargo", "build", "--release", "-p", "marginstream"], check=True, cwd=ROOT)
-    broker_port = None
-    if os.environ.get("KAFKA_BROKERS"):
-        brokers = os.environ["KAFKA_BROKERS"]
-    else:
-        broker_port = prom.free_port()
-        subprocess.run([str(ROOT / "scripts/broker.sh"), "start", str(broker_port)], check=True, capture_output=True)
-        brokers = f"127.0.0.1:{broker_port}"
+    brokers, broker_port = prom.start_broker()
     report = {"sizes": []}
     try:
         for customers in SIZES:
@@ -330,8 +324,7 @@ checkpoint_interval = "24h"
                         process.kill()
             report["sizes"].append(size)
     finally:
-        if broker_port is not None:
-            subprocess.run([str(ROOT / "scripts/broker.sh"), "stop", str(broker_port)], capture_output=True)
+        prom.stop_broker(broker_port)
     (OUT / "scrape.json").write_text(json.dumps(report, indent=1))
     section = ["## Scrapes and queries", "",
                f"Generated {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} on {os.cpu_count()} cores; "

@@ -182,13 +182,7 @@ def main():
             ("TLS", tls, True, False),
             ("TLS + basic auth", f"{tls}basic_auth_users:\n{users}", True, True),
         ]
-        if os.environ.get("KAFKA_BROKERS"):
-            brokers = os.environ["KAFKA_BROKERS"]
-        else:
-            broker_port = prom.free_port()
-            subprocess.run([str(ROOT / "scripts/broker.sh"), "start", str(broker_port)], check=True,
-                           capture_output=True)
-            brokers = f"127.0.0.1:{broker_port}"
+        brokers, broker_port = prom.start_broker()
         ctx = ssl.create_default_context(cafile=str(work / "ca.crt"))
         for customers in counts:
             rows.append((customers, measure(binary, work, brokers, customers, rounds, modes, ctx)))
@@ -224,8 +218,7 @@ def main():
     finally:
         for process in PROCESSES:
             prom.stop(process)
-        if broker_port is not None:
-            subprocess.run([str(ROOT / "scripts/broker.sh"), "stop", str(broker_port)], capture_output=True)
+        prom.stop_broker(broker_port)
         shutil.rmtree(work, ignore_errors=True)
     return 0
 

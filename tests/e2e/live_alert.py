@@ -95,13 +95,7 @@ def main():
         full_ledger.write_text("".join(json.dumps(e) + "\n" for e in first + second))
 
         # The broker and the topics.
-        if os.environ.get("KAFKA_BROKERS"):
-            brokers = os.environ["KAFKA_BROKERS"]
-        else:
-            broker_port = prom.free_port()
-            subprocess.run([str(ROOT / "scripts/broker.sh"), "start", str(broker_port)], check=True,
-                           capture_output=True)
-            brokers = f"127.0.0.1:{broker_port}"
+        brokers, broker_port = prom.start_broker()
         metrics_port = prom.free_port()
         suffix = f"{os.getpid()}-{int(time.time())}"
         config = work / "marginstream.toml"

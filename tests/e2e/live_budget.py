@@ -86,13 +86,7 @@ def main():
                         "--output", str(ledger)], check=True, capture_output=True)
         lines = sum(1 for _ in open(ledger, encoding="utf-8"))
 
-        if os.environ.get("KAFKA_BROKERS"):
-            brokers = os.environ["KAFKA_BROKERS"]
-        else:
-            broker_port = prom.free_port()
-            subprocess.run([str(ROOT / "scripts/broker.sh"), "start", str(broker_port)], check=True,
-                           capture_output=True)
-            brokers = f"127.0.0.1:{broker_port}"
+        brokers, broker_port = prom.start_broker()
         metrics_port = prom.free_port()
         suffix = f"{os.getpid()}-{int(time.time())}"
         config = work / "marginstream.toml"

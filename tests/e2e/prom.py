@@ -2,6 +2,7 @@
 live_budget.py, web_auth.py): a free port, the server started on a data directory and waited
 for, stopped; and the live scripts' common teardown."""
 
+import os
 import shutil
 import socket
 import subprocess
@@ -53,14 +54,30 @@ def stop(process, timeout=30):
         process.wait()
 
 
+def start_broker():
+    """The Kafka broker of the live scripts: KAFKA_BROKERS when set, else a local Tansu
+    started on a free port (scripts/broker.sh). Returns (bootstrap servers, the local
+    broker's port or None), the port for `stop_broker`."""
+    if os.environ.get("KAFKA_BROKERS"):
+        return os.environ["KAFKA_BROKERS"], None
+    port = free_port()
+    subprocess.run([str(ROOT / "scripts/broker.sh"), "start", str(port)], check=True, capture_output=True)
+    return f"127.0.0.1:{port}", port
+
+
+def stop_broker(port):
+    """Stops the local broker `start_broker` started on `port` (None: nothing to stop)."""
+    if port is not None:
+        subprocess.run([str(ROOT / "scripts/broker.sh"), "stop", str(port)], capture_output=True)
+
+
 def teardown(processes, broker_port, work, failed):
     """The live scripts' end: stops `processes` (last started first) and the local broker on
     `broker_port` (None: a broker of KAFKA_BROKERS, left alone); removes `work` when nothing
     `failed`, keeps it for inspection otherwise."""
     for process in reversed(processes):
         stop(process)
-    if broker_port is not None:
-        subprocess.run([str(ROOT / "scripts/broker.sh"), "stop", str(broker_port)], capture_output=True)
+    stop_broker(broker_port)
     if failed == 0:
         shutil.rmtree(work, ignore_errors=True)
     else:

@@ -167,13 +167,7 @@ basic_auth_users:
   client_auth_type: RequireAndVerifyClientCert
 """)
 
-        if os.environ.get("KAFKA_BROKERS"):
-            brokers = os.environ["KAFKA_BROKERS"]
-        else:
-            broker_port = prom.free_port()
-            subprocess.run([str(ROOT / "scripts/broker.sh"), "start", str(broker_port)], check=True,
-                           capture_output=True)
-            brokers = f"127.0.0.1:{broker_port}"
+        brokers, broker_port = prom.start_broker()
         suffix = f"{os.getpid()}-{int(time.time())}"
         ports = {}
         for name in ("basic", "mtls"):
