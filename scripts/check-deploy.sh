@@ -86,6 +86,7 @@ exec "$VENV/bin/python" - "$@" <<'PY'
 """The checks of scripts/check-deploy.sh (see its header)."""
 import atexit
 import base64
+import contextlib
 import glob
 import json
 import os
@@ -292,6 +293,40 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def live_run(prefix, env):
+    """`marginstream run` on the compose configuration, loopback only, against a port where
+    no broker listens (so it stays joining: alive, not ready), in a fresh state directory.
+    Yields (process, its port, the closed broker port, its log path); kills it and removes
+    the directory at the end."""
+    state = Path(tempfile.mkdtemp(prefix=prefix))
+    port, closed = free_port(), free_port()
+    log_path = state / "run.log"
+    with open(log_path, "w") as logf:
+        proc = subprocess.Popen(
+            [str(BIN), "run", "--config", str(COMPOSE_CONFIG), "--listen", f"127.0.0.1:{port}",
+             "--brokers", f"127.0.0.1:{closed}", "--state-dir", str(state / "state")],
+            stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT, env=env)
+    try:
+        yield proc, port, closed, log_path
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def healthy_within(hc, port, proc, seconds=15):
+    """True once the healthcheck script `hc` passes on the port's /healthz, within `seconds`
+    and while `proc` runs."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and proc.poll() is None:
+        if run([str(hc), str(port), "/healthz"]).returncode == 0:
+            return True
+        time.sleep(0.3)
+    return False
 
 
 PKI = None  # a directory with a self-signed server.crt/server.key (openssl), made once
@@ -1122,24 +1157,9 @@ with guard("consistency"):
 # ------------------------------------------------------------------ the healthcheck, live
 with guard("live (loopback only)"):
     if hc_file and compose_effective:
-        state = Path(tempfile.mkdtemp(prefix="check-deploy-state-"))
-        port, closed = free_port(), free_port()
-        log_path = state / "run.log"
-        with open(log_path, "w") as logf:
-            proc = subprocess.Popen(
-                [str(BIN), "run", "--config", str(COMPOSE_CONFIG), "--listen", f"127.0.0.1:{port}",
-                 "--brokers", f"127.0.0.1:{closed}", "--state-dir", str(state / "state")],
-                stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT, env=CLEAN_ENV)
-        try:
-            deadline = time.monotonic() + 15
-            healthy = False
-            while time.monotonic() < deadline and proc.poll() is None:
-                if run([str(hc_file), str(port), "/healthz"]).returncode == 0:
-                    healthy = True
-                    break
-                time.sleep(0.3)
-            check("healthcheck script: /healthz of a live `marginstream run` answers 200", healthy,
-                  tail(log_path.read_text()))
+        with live_run("check-deploy-state-", CLEAN_ENV) as (proc, port, closed, log_path):
+            check("healthcheck script: /healthz of a live `marginstream run` answers 200",
+                  healthy_within(hc_file, port, proc), tail(log_path.read_text()))
             r = run([str(hc_file), str(port), "/readyz"])
             check("healthcheck script: /readyz is refused while joining (no broker), with the status line",
                   r.returncode == 1 and " 503 " in r.stderr, f"exit {r.returncode}: {r.stderr.strip()}")
@@ -1154,11 +1174,6 @@ with guard("live (loopback only)"):
             seconds = time.monotonic() - stop_started
             check(f"marginstream run stops on SIGTERM, exit 0, in {seconds:.1f} s (grace periods: 120 s)",
                   code == 0 and "left the consumer group" in log_path.read_text(), f"exit {code}: {tail(log_path.read_text())}")
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            shutil.rmtree(state, ignore_errors=True)
     else:
         fail("healthcheck script, live", "no healthcheck script or no compose configuration")
 
@@ -1168,25 +1183,10 @@ with guard("live with TLS and basic auth (loopback only)"):
         import ssl
         import urllib.error
         import urllib.request
-        state = Path(tempfile.mkdtemp(prefix="check-deploy-state-tls-"))
-        port, closed = free_port(), free_port()
-        log_path = state / "run.log"
         env = dict(CLEAN_ENV, MARGINSTREAM_METRICS__WEB_CONFIG_FILE=str(compose_tls_web))
-        with open(log_path, "w") as logf:
-            proc = subprocess.Popen(
-                [str(BIN), "run", "--config", str(COMPOSE_CONFIG), "--listen", f"127.0.0.1:{port}",
-                 "--brokers", f"127.0.0.1:{closed}", "--state-dir", str(state / "state")],
-                stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT, env=env)
-        try:
-            deadline = time.monotonic() + 15
-            healthy = False
-            while time.monotonic() < deadline and proc.poll() is None:
-                if run([str(hc_file), str(port), "/healthz"]).returncode == 0:
-                    healthy = True
-                    break
-                time.sleep(0.3)
+        with live_run("check-deploy-state-tls-", env) as (proc, port, _, log_path):
             check("healthcheck script over TLS: /healthz of `marginstream run` with compose/tls/web.yml answers 200",
-                  healthy, tail(log_path.read_text()))
+                  healthy_within(hc_file, port, proc), tail(log_path.read_text()))
             # Ten times each: the plain attempt races the TLS port closing on it.
             results = [run([str(hc_file), str(port), "/healthz"]) for _ in range(10)]
             bad = [r for r in results if r.returncode != 0]
@@ -1228,11 +1228,6 @@ with guard("live with TLS and basic auth (loopback only)"):
             except subprocess.TimeoutExpired:
                 code = None
             check("marginstream run with TLS stops on SIGTERM, exit 0", code == 0, f"exit {code}: {tail(log_path.read_text())}")
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            shutil.rmtree(state, ignore_errors=True)
     else:
         fail("live with TLS", "no healthcheck script, or the compose TLS files did not check")
 
