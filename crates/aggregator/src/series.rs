@@ -171,7 +171,7 @@ impl Series {
     ) -> Option<PendingAdd> {
         let magnitude = self.magnitude.checked_add(amount.abs())?;
         let scale_max = self.scale_max.max(amount.scale() as u8);
-        if money::integer_digits(magnitude) + u32::from(scale_max) > DIGITS
+        if money::integer_digits_exceed(magnitude, DIGITS - u32::from(scale_max))
             || magnitude.scale() < self.magnitude.scale().max(amount.scale())
         {
             return None;

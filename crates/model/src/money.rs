@@ -123,6 +123,25 @@ impl Figures {
     }
 }
 
+/// Returns `true` when `value` has more than `limit` digits before the decimal point:
+/// `integer_digits(value) > limit`, with one comparison of the mantissa against a power of
+/// ten instead of a 128-bit logarithm (the exactness check of every addition makes it).
+pub fn integer_digits_exceed(value: Decimal, limit: u32) -> bool {
+    // integer_digits > limit <=> digits(mantissa) - scale > limit
+    // <=> |mantissa| >= 10^(limit + scale); a mantissa is below 2^96 < 10^29.
+    const POWERS: [u128; 29] = {
+        let mut powers = [1u128; 29];
+        let mut i = 1;
+        while i < 29 {
+            powers[i] = powers[i - 1] * 10;
+            i += 1;
+        }
+        powers
+    };
+    let exponent = limit.saturating_add(value.scale()) as usize;
+    exponent < POWERS.len() && value.mantissa().unsigned_abs() >= POWERS[exponent]
+}
+
 /// Returns the number of digits before the decimal point of `value`, 0 when `|value| < 1`.
 pub fn integer_digits(value: Decimal) -> u32 {
     // Digits of the mantissa minus the places after the point: no 128-bit division.
@@ -303,6 +322,34 @@ pub fn to_f64(value: Decimal) -> f64 {
 
 #[cfg(test)]
 mod tests {
+    /// Shows that the fast check agrees with counting the digits, at every limit, on values
+    /// of every scale around each power of ten and at the extremes.
+    #[test]
+    fn integer_digits_exceed_agrees_with_integer_digits() {
+        let mut mantissas = vec![0i128, 1, -1, 9, 79_228_162_514_264_337_593_543_950_335];
+        let mut power = 1i128;
+        for _ in 0..29 {
+            for m in [power - 1, power, power + 1, -power, 5 * power] {
+                if m.unsigned_abs() <= 79_228_162_514_264_337_593_543_950_335 {
+                    mantissas.push(m);
+                }
+            }
+            power *= 10;
+        }
+        for &mantissa in &mantissas {
+            for scale in 0..=28 {
+                let value = Decimal::from_i128_with_scale(mantissa, scale);
+                for limit in 0..=30 {
+                    assert_eq!(
+                        integer_digits_exceed(value, limit),
+                        integer_digits(value) > limit,
+                        "{value} (mantissa {mantissa}, scale {scale}), limit {limit}"
+                    );
+                }
+            }
+        }
+    }
+
     use super::*;
     use std::str::FromStr;
 
