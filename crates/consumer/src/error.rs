@@ -95,4 +95,7 @@ pub enum ConsumerError {
         #[source]
         source: rdkafka::error::KafkaError,
     },
+    /// librdkafka refused a queue the source reads messages from in batches.
+    #[error("librdkafka: {0}")]
+    Queue(String),
 }

@@ -15,13 +15,14 @@
 //! - `publish`: copies what changed to the readers' snapshots (`crate::published`).
 //! - [`self_metrics`]: the process's own metrics, in a `prometheus` registry.
 //!
-//! One thread owns everything that changes: the consumer, the engines and the dead-letter
-//! producer. It polls a batch of messages (those librdkafka already holds, up to
-//! [`BATCH_MESSAGES_MAX`], never waiting for more), parses them, applies them in order to
-//! their partitions' engines, and between batches does its service pass: dead letters,
-//! checkpoints (encoded here, written by a second thread) and publishing (a step of at most
-//! [`PUBLISH_STEP_BUSY`] while messages wait). No lock is taken per message, and no reader
-//! ever waits for the loop or makes it wait.
+//! Two threads share the work. The feeder (`feed`) polls the consumer and parses: it takes
+//! batches of what librdkafka already holds (never waiting for more) and hands them over in
+//! order. The loop owns everything that changes: the engines, the assignment and the
+//! dead-letter producer. It applies each batch in order to the partitions' engines and,
+//! every [`MESSAGES_PER_SERVICE`] messages and whenever nothing comes, does its service
+//! pass: dead letters, checkpoints (encoded here, written by a third thread) and publishing
+//! (a step of at most [`PUBLISH_STEP_BUSY`] while messages wait). No lock is taken per
+//! message, and no reader ever waits for the loop or makes it wait.
 //!
 //! **Readiness.** Ready means every assigned partition is restored and caught up *and* the
 //! readers' snapshot reflects that: a rebalance or a partition reaching its end bumps a
@@ -38,6 +39,7 @@
 //! the checkpoint is the truth.
 
 mod checkpointer;
+mod feed;
 mod partitions;
 mod publish;
 mod restore;
@@ -63,6 +65,7 @@ use tracing::{error, info, warn};
 use crate::clock::wall_clock;
 use crate::published::{Board, PublishSettings, Publisher};
 use checkpointer::Checkpointer;
+use feed::{Batch, Fed, Feed};
 use partitions::Partitions;
 use publish::Publishing;
 pub use restore::RestoreSettings;
@@ -83,14 +86,6 @@ const POLL_TIMEOUT_PUBLISHING: Duration = Duration::from_millis(1);
 
 /// Messages applied between two service passes while messages keep coming.
 const MESSAGES_PER_SERVICE: u32 = 256;
-
-/// The most messages polled into one batch. A batch is parsed first, then applied with the
-/// engine reading [`PREFETCH_EVENTS`] events ahead, one wall-clock read and one latency
-/// measurement per batch. Every message of a batch waits for the whole batch, so this bounds
-/// the apply latency: measured in issue 12 (`scripts/bench-kafka.sh`), batches of 16 gave a
-/// p99 of 50-65 µs (the aim is 100 µs), of 32 up to 300 µs and of 64 about 200 µs, for
-/// throughputs within the noise of each other (all 15-30 % above one message at a time).
-const BATCH_MESSAGES_MAX: usize = 16;
 
 /// Events whose state an engine reads ahead, together, before applying them one by one
 /// (`Engine::prefetch`): their cache misses then overlap.
@@ -431,6 +426,7 @@ fn run_until_stopped(settings: LiveSettings, shared: &Shared) -> anyhow::Result<
         version: 0,
         rate_at: None,
         refreshed_at: None,
+        consumed: 0,
         paused: false,
     };
     let result = live.main_loop(&source, &shared.shutdown);
@@ -478,57 +474,101 @@ struct Live<'a> {
     rate_at: Option<(Instant, u64)>,
     /// When the self-metrics were last refreshed.
     refreshed_at: Option<Instant>,
+    /// Messages applied since `marginstream_consumed_messages_total` was last increased:
+    /// it is increased once per chunk of a batch, not per message.
+    consumed: u64,
     /// Consumption is paused for the dead-letter topic.
     paused: bool,
 }
 
 impl Live<'_> {
+    /// Runs the loop until `shutdown`, with the feeder polling and parsing on a thread of
+    /// its own ([`feed`]).
     fn main_loop(&mut self, source: &KafkaSource, shutdown: &AtomicBool) -> anyhow::Result<()> {
+        let stop = AtomicBool::new(false);
+        let preparer = self.settings.preparer.clone();
+        std::thread::scope(|scope| {
+            let feed = Feed::spawn(scope, source, preparer, &stop)?;
+            let result = self.consume(source, &feed, shutdown);
+            // The feeder stops at its next poll, or at once when it waits for the loop.
+            stop.store(true, Ordering::Relaxed);
+            drop(feed);
+            result
+        })
+    }
+
+    /// Applies what the feeder hands over, in order, with a service pass every
+    /// [`MESSAGES_PER_SERVICE`] messages and whenever nothing comes.
+    fn consume(
+        &mut self,
+        source: &KafkaSource,
+        feed: &Feed<'_>,
+        shutdown: &AtomicBool,
+    ) -> anyhow::Result<()> {
         let mut since_service = 0u32;
-        let mut batch: Vec<SourceMessage<'_>> = Vec::with_capacity(BATCH_MESSAGES_MAX);
-        let mut prepared: Vec<Result<Prepared, Rejection>> = Vec::with_capacity(BATCH_MESSAGES_MAX);
         while !shutdown.load(Ordering::Relaxed) {
             let timeout = if self.publishing.busy() {
                 POLL_TIMEOUT_PUBLISHING
             } else {
                 POLL_TIMEOUT
             };
-            let mut polled = source.poll(timeout);
-            let polled_at = Instant::now();
-            let idle = matches!(polled, Polled::Nothing);
-            // Gather what librdkafka already holds, without waiting. A rebalance ends the
-            // batch: it is handled after exactly the messages polled before it.
-            while let Polled::Message(message) = polled {
-                batch.push(message);
-                polled = if batch.len() == BATCH_MESSAGES_MAX || source.rebalance_pending() {
-                    Polled::Nothing
-                } else {
-                    source.poll(Duration::ZERO)
-                };
-            }
-            since_service += batch.len().max(1) as u32;
-            if !batch.is_empty() {
-                self.apply_batch(source, &batch, &mut prepared, polled_at)?;
-                batch.clear();
-            }
-            match polled {
-                // Every message polled went into the batch, applied above.
-                Polled::Message(_) | Polled::Nothing => {}
-                Polled::PartitionEof(partition) => {
-                    if self.partitions.caught_up(partition) {
-                        self.version += 1;
+            let idle = match feed.next(timeout)? {
+                Fed::Idle => {
+                    since_service += 1;
+                    true
+                }
+                Fed::Batch(batch) => {
+                    let Batch {
+                        messages,
+                        prepared,
+                        polled_at,
+                        end,
+                        rebalance,
+                    } = batch;
+                    // A service pass every MESSAGES_PER_SERVICE messages, within a batch
+                    // too: a batch under a backlog holds up to a thousand.
+                    let mut prepared = prepared.into_iter();
+                    for chunk in messages.chunks(MESSAGES_PER_SERVICE as usize) {
+                        self.apply_batch(source, chunk, &mut prepared, polled_at)?;
+                        since_service += chunk.len() as u32;
+                        if since_service >= MESSAGES_PER_SERVICE {
+                            since_service = 0;
+                            self.service(source, false)?;
+                        }
                     }
-                    self.update_readiness();
+                    if messages.is_empty() {
+                        since_service += 1;
+                    }
+                    if rebalance {
+                        // librdkafka's buffers are released before a rebalance is handled.
+                        drop(messages);
+                    } else {
+                        feed.applied(messages);
+                    }
+                    match end {
+                        // Every message polled went into the batch, applied above.
+                        Polled::Message(_) | Polled::Nothing => {}
+                        Polled::PartitionEof(partition) => {
+                            if self.partitions.caught_up(partition) {
+                                self.version += 1;
+                            }
+                            self.update_readiness();
+                        }
+                        Polled::Error(error) => {
+                            self.metrics.kafka_errors.inc();
+                            warn!(error = %error, "kafka consumer error (librdkafka retries)");
+                        }
+                    }
+                    if rebalance {
+                        let rebalances = source.take_rebalance();
+                        if !rebalances.is_empty() {
+                            self.rebalance(source, rebalances)?;
+                        }
+                        feed.resume();
+                    }
+                    false
                 }
-                Polled::Error(error) => {
-                    self.metrics.kafka_errors.inc();
-                    warn!(error = %error, "kafka consumer error (librdkafka retries)");
-                }
-            }
-            let rebalances = source.take_rebalance();
-            if !rebalances.is_empty() {
-                self.rebalance(source, rebalances)?;
-            }
+            };
             if idle || since_service >= MESSAGES_PER_SERVICE {
                 since_service = 0;
                 self.service(source, idle)?;
@@ -537,7 +577,7 @@ impl Live<'_> {
         Ok(())
     }
 
-    /// Applies a batch of messages in order: parses every one, then applies each to its
+    /// Applies messages in order, each with its parse next in `results`, to its
     /// partition's engine with the state of the next [`PREFETCH_EVENTS`] read ahead.
     /// `polled_at`: when the batch's first message was polled; every message's apply
     /// latency is measured from there (an upper bound for the later ones).
@@ -545,18 +585,11 @@ impl Live<'_> {
         &mut self,
         source: &KafkaSource,
         batch: &[SourceMessage<'_>],
-        prepared: &mut Vec<Result<Prepared, Rejection>>,
+        results: &mut std::vec::IntoIter<Result<Prepared, Rejection>>,
         polled_at: Instant,
     ) -> anyhow::Result<()> {
-        // The parser checks ledger.max_event_bytes first (oversized).
-        prepared.extend(batch.iter().map(|message| {
-            self.settings
-                .preparer
-                .prepare(message.payload().unwrap_or_default())
-        }));
         let now = wall_clock();
         let mut observed = 0u32;
-        let mut results = prepared.drain(..);
         for (index, message) in batch.iter().enumerate() {
             if index % PREFETCH_EVENTS == 0 {
                 for (ahead, result) in batch[index..]
@@ -590,6 +623,9 @@ impl Live<'_> {
             }
             observed += 1;
         }
+        self.metrics
+            .consumed
+            .inc_by(std::mem::take(&mut self.consumed));
         let latency = polled_at.elapsed().as_secs_f64();
         for _ in 0..observed {
             self.latency.observe(latency);
@@ -631,6 +667,7 @@ impl Live<'_> {
         {
             self.refreshed_at = Some(now);
             self.refresh_metrics(source);
+            source.keep_forwarded();
         }
         let consumed = self.metrics.consumed.get();
         match self.rate_at {
@@ -697,7 +734,7 @@ impl Live<'_> {
         owned.next = Some(Offset(offset.0 + 1));
         let watermark = owned.engine.watermark();
         self.partitions.note_watermark(watermark);
-        self.metrics.consumed.inc();
+        self.consumed += 1;
         self.checkpointer.mark_dirty();
         let Err(rejection) = outcome else {
             return false;
