@@ -535,7 +535,9 @@ impl KafkaSource {
     }
 
     /// Reads up to `max` messages of the assigned partitions, and the ends of partitions and
-    /// errors among them, in order, into `out`; waits at most `timeout` for the first. One
+    /// errors among them, in order, into `out`. Like librdkafka's batch read, it waits until
+    /// it has `max` or `timeout` has passed: ask for one with a timeout to wait for the
+    /// first message, then for more with none to take what is already there. One
     /// call of librdkafka's batch API (`rd_kafka_consume_batch_queue`) instead of one poll a
     /// message: measured in issue 12, a poll cost about as much as parsing the message, in
     /// locks, clock reads and allocation. Rebalances, consumer errors and statistics are not

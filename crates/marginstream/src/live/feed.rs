@@ -37,6 +37,12 @@ use marginstream_model::Rejection;
 /// messages/s.
 pub(super) const BATCH_MESSAGES_MAX: usize = 1024;
 
+/// The most messages in one batch when librdkafka's queue was emptied by the read (no
+/// backlog: messages are applied about as fast as they come): what was read is parsed and
+/// handed over in batches of this size, so the loop applies the first while the feeder
+/// parses the next.
+pub(super) const STREAM_BATCH_MESSAGES: usize = 64;
+
 /// The most payload bytes in one batch (the batch ends at the message that reaches it):
 /// with [`FEED_BATCHES_MAX`], bounds what the feeder holds beyond librdkafka's queue to a few
 /// MiB whatever the message size.
@@ -178,8 +184,11 @@ fn feed<'a>(
             other => read.push(other),
         }
         let rebalance = source.rebalance_pending();
-        if !rebalance && read.is_empty() {
-            read_messages(source, &mut read);
+        // A backlog fills a batch; when librdkafka's queue was emptied instead, messages
+        // come as fast as they are read, and smaller batches let the loop start at once.
+        let mut chunk = BATCH_MESSAGES_MAX;
+        if !rebalance && read.is_empty() && read_messages(source, &mut read) {
+            chunk = STREAM_BATCH_MESSAGES;
         }
         let polled_at = Instant::now();
         if read.is_empty() && !rebalance {
@@ -190,7 +199,21 @@ fn feed<'a>(
         let mut messages = spare.pop().unwrap_or_default();
         for polled in read.drain(..) {
             match polled {
-                Polled::Message(message) => messages.push(message),
+                Polled::Message(message) => {
+                    messages.push(message);
+                    if messages.len() == chunk {
+                        let next = spare.pop().unwrap_or_default();
+                        let batch = parse(
+                            preparer,
+                            std::mem::replace(&mut messages, next),
+                            polled_at,
+                            Polled::Nothing,
+                        );
+                        if channels.batches.send(batch).is_err() {
+                            return;
+                        }
+                    }
+                }
                 end => {
                     let next = spare.pop().unwrap_or_default();
                     let batch = parse(
@@ -220,15 +243,19 @@ fn feed<'a>(
 
 /// Reads messages into `read`, waiting at most [`FEED_POLL_TIMEOUT`] for the first, then
 /// taking only what librdkafka already holds, until the batch is full or a partition's end
-/// or an error comes.
-fn read_messages<'a>(source: &'a KafkaSource, read: &mut Vec<Polled<'a>>) {
-    let mut wait = FEED_POLL_TIMEOUT;
-    let mut bytes = 0usize;
+/// or an error comes. Returns `true` when it took all librdkafka held: no backlog.
+fn read_messages<'a>(source: &'a KafkaSource, read: &mut Vec<Polled<'a>>) -> bool {
+    // librdkafka's batch read waits for all it was asked for, until its timeout: so one
+    // message is waited for, and the rest taken only if already there.
+    source.poll_batch(FEED_POLL_TIMEOUT, 1, read);
+    let Some(Polled::Message(first)) = read.last() else {
+        return true;
+    };
+    let mut bytes = first.payload().map_or(0, <[u8]>::len);
     loop {
         let before = read.len();
         let wanted = BATCH_MESSAGES_MAX - before;
-        source.poll_batch(wait, wanted, read);
-        wait = Duration::ZERO;
+        source.poll_batch(Duration::ZERO, wanted, read);
         let mut ended = false;
         for polled in &read[before..] {
             match polled {
@@ -239,13 +266,11 @@ fn read_messages<'a>(source: &'a KafkaSource, read: &mut Vec<Polled<'a>>) {
             }
         }
         let got = read.len() - before;
-        if got == 0
-            || got < wanted.min(256)
-            || ended
-            || read.len() >= BATCH_MESSAGES_MAX
-            || bytes >= BATCH_BYTES_MAX
-        {
-            return;
+        if got == 0 || got < wanted.min(256) {
+            return true;
+        }
+        if ended || read.len() >= BATCH_MESSAGES_MAX || bytes >= BATCH_BYTES_MAX {
+            return false;
         }
     }
 }
