@@ -31,7 +31,12 @@
 # Rate = messages in the topic / window. Medians over the rounds; ratio = marginstream /
 # bare (issue 12: >= 0.5; the first goal >= 0.8, aim 0.9). These machines are noisy: read the medians of one session.
 #
+#  4. once: the apply latency under a steady stream rather than a backlog: one more
+#     instance reads the topic to its end, then the next STREAM_DAYS days (a second ledger)
+#     are produced at STREAM_RATE messages/s; quantiles from two scrapes' histograms.
+#
 # Environment: ROUNDS (3), CUSTOMERS (10000), DAYS (22), PARTITIONS (4), SEED (42),
+# STREAM_RATE (20000), STREAM_DAYS (4),
 # FETCH_WAIT_MAX_MS (10), EXTRA_PROPERTIES (none: space-separated key=value librdkafka
 # properties given to both programs, e.g. "fetch.queue.backoff.ms=10"),
 # KAFKA_BROKERS (host:port of an existing broker; then nothing is started),
@@ -46,6 +51,8 @@ PARTITIONS=${PARTITIONS:-4}
 SEED=${SEED:-42}
 RUN_TIMEOUT_S=${RUN_TIMEOUT_S:-300}
 FETCH_WAIT_MAX_MS=${FETCH_WAIT_MAX_MS:-10}
+STREAM_RATE=${STREAM_RATE:-20000}
+STREAM_DAYS=${STREAM_DAYS:-4}
 read -r -a EXTRA <<< "${EXTRA_PROPERTIES:-}"
 extra_toml=
 extra_args=()
@@ -69,18 +76,23 @@ free_port() {
 median() { sort -g | awk '{a[NR]=$1} END {if (NR == 0) print "n/a"; else if (NR % 2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 # The value of a sample of the Prometheus text $1 named exactly $2 (with labels), or empty.
 metric() { awk -v name="$2" '$1 == name {print $2; exit}' "$1"; }
-# quantile FILE Q: Q of marginstream_apply_latency_seconds from its histogram buckets,
-# interpolated linearly within the bucket as PromQL's histogram_quantile does.
+# quantile FILE Q [BASE]: Q of marginstream_apply_latency_seconds from its histogram
+# buckets (minus those of the scrape BASE, when given), interpolated linearly within the
+# bucket as PromQL's histogram_quantile does.
 quantile() {
-    python3 - "$1" "$2" <<'PY'
+    python3 - "$1" "$2" "${3:-}" <<'PY'
 import re, sys
-path, q = sys.argv[1], float(sys.argv[2])
-buckets = []
-for line in open(path, encoding="utf-8"):
-    m = re.match(r'marginstream_apply_latency_seconds_bucket\{le="([^"]+)"\} (\S+)', line)
-    if m:
-        buckets.append((float(m.group(1)), float(m.group(2))))
-buckets.sort()
+path, q, base = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+def read(path):
+    counts = {}
+    for line in open(path, encoding="utf-8"):
+        m = re.match(r'marginstream_apply_latency_seconds_bucket\{le="([^"]+)"\} (\S+)', line)
+        if m:
+            counts[float(m.group(1))] = float(m.group(2))
+    return counts
+counts = read(path)
+before = read(base) if base else {}
+buckets = sorted((le, count - before.get(le, 0.0)) for le, count in counts.items())
 if not buckets or buckets[-1][1] == 0:
     print("n/a"); sys.exit()
 rank = q * buckets[-1][1]
@@ -248,8 +260,8 @@ run_marginstream() {
     tck=$(getconf CLK_TCK)
     cpu=$(awk -v tck="$tck" '
         { sub(/^[0-9]+ \(/, ""); comm = $0; sub(/\).*/, "", comm); sub(/^[^)]*\) /, "");
-          t = ($12 + $13) / tck; all += t; if (comm == "ledger-loop") loop += t }
-        END { printf "%.2f %.2f", loop, all }' /proc/"$MS_PID"/task/*/stat)
+          t = ($12 + $13) / tck; all += t; if (comm == "ledger-loop") loop += t; if (comm == "ledger-feed") feed += t }
+        END { printf "%.2f %.2f %.2f", loop, all, feed }' /proc/"$MS_PID"/task/*/stat)
     kill -TERM "$MS_PID"
     wait "$MS_PID" || echo "warning: marginstream run exited with $? after SIGTERM" >&2
     MS_PID=
@@ -296,11 +308,56 @@ for round in $(seq "$ROUNDS"); do
     line=$(bare "$round")
     echo "$line" >> "$WORK/bare.jsonl"
     run_marginstream "run$round"
-    read -r ms_seconds join_seconds consumed p50 p99 p999 mean loop_cpu process_cpu < "$WORK/run$round.result"
+    read -r ms_seconds join_seconds consumed p50 p99 p999 mean loop_cpu process_cpu feed_cpu < "$WORK/run$round.result"
     ms_rate=$(awk -v n="$total" -v s="$ms_seconds" 'BEGIN {printf "%.0f", n / s}')
-    echo "$ms_seconds $ms_rate $join_seconds $consumed $p50 $p99 $p999 $mean $loop_cpu $process_cpu" >> "$WORK/marginstream.txt"
-    echo "round $round: bare $(echo "$line" | field per_second_from_assign) msg/s (assign->end; first->last $(echo "$line" | field per_second)), marginstream $ms_rate msg/s (assign->end ${ms_seconds} s, join ${join_seconds} s, consumed $consumed, apply p99 $p99 s, CPU s: loop thread $loop_cpu, process $process_cpu)"
+    echo "$ms_seconds $ms_rate $join_seconds $consumed $p50 $p99 $p999 $mean $loop_cpu $process_cpu $feed_cpu" >> "$WORK/marginstream.txt"
+    echo "round $round: bare $(echo "$line" | field per_second_from_assign) msg/s (assign->end; first->last $(echo "$line" | field per_second)), marginstream $ms_rate msg/s (assign->end ${ms_seconds} s, join ${join_seconds} s, consumed $consumed, apply p99 $p99 s, CPU s: loop thread $loop_cpu, feeder thread $feed_cpu, process $process_cpu)"
 done
+
+# Latency under a steady stream, not a backlog: one more instance reads the topic to its
+# end; then the next STREAM_DAYS days of the ledger (a ledger of its own, after the bench
+# ledger's end) are produced at STREAM_RATE messages/s while it runs, and the apply latency
+# of those messages is the difference of two scrapes' histograms. No scrape meanwhile.
+stream_ledger=$OUT/ledger-kafka-stream-${CUSTOMERS}c-${STREAM_DAYS}d-s$((SEED + 1)).jsonl
+if [[ ! -s $stream_ledger ]]; then
+    "$BIN" generate --customers "$CUSTOMERS" --days "$STREAM_DAYS" --events-per-customer-day 5 \
+        --seed $((SEED + 1)) --end "$(date -u -d "2026-01-01 + $STREAM_DAYS days" +%Y-%m-%dT%H:%M:%SZ)" \
+        --duplicate-share 0.005 --bad-share 0.002 --output "$stream_ledger.tmp"
+    mv "$stream_ledger.tmp" "$stream_ledger"
+fi
+stream_lines=$(wc -l < "$stream_ledger")
+stream_port=$(free_port)
+stream_config=$(write_config stream "127.0.0.1:$stream_port")
+RUST_LOG=info "$BIN" run --config "$stream_config" 2> "$WORK/stream.log" &
+MS_PID=$!
+deadline=$((SECONDS + RUN_TIMEOUT_S))
+until (($(grep -c "partition read to its end" "$WORK/stream.log") >= PARTITIONS)); do
+    sleep 0.2
+    kill -0 "$MS_PID" 2>/dev/null || { echo "marginstream run (stream) exited early" >&2; tail -n 20 "$WORK/stream.log" >&2; exit 1; }
+    ((SECONDS < deadline)) || { echo "marginstream run (stream) did not catch up" >&2; exit 1; }
+done
+for _ in $(seq 40); do
+    curl -fsS --max-time 10 "http://127.0.0.1:$stream_port/metrics" -o "$WORK/stream-before.metrics"
+    [[ $(metric "$WORK/stream-before.metrics" marginstream_ready) == 1 ]] && break
+    sleep 0.5
+done
+echo "streaming $stream_lines messages at $STREAM_RATE/s"
+"$BIN" produce --config "$WORK/setup.toml" --input "$stream_ledger" --rate "$STREAM_RATE" --log-level warn
+stream_consumed=
+for _ in $(seq 60); do
+    sleep 1
+    curl -fsS --max-time 10 "http://127.0.0.1:$stream_port/metrics" -o "$WORK/stream-after.metrics"
+    stream_consumed=$(metric "$WORK/stream-after.metrics" marginstream_consumed_messages_total)
+    ((${stream_consumed%.*} >= total + stream_lines)) && break
+done
+kill -TERM "$MS_PID"
+wait "$MS_PID" || true
+MS_PID=
+stream_us() { awk -v v="$1" 'BEGIN {if (v == "n/a") print v; else printf "%.1f", v * 1e6}'; }
+stream_p50=$(stream_us "$(quantile "$WORK/stream-after.metrics" 0.5 "$WORK/stream-before.metrics")")
+stream_p99=$(stream_us "$(quantile "$WORK/stream-after.metrics" 0.99 "$WORK/stream-before.metrics")")
+stream_p999=$(stream_us "$(quantile "$WORK/stream-after.metrics" 0.999 "$WORK/stream-before.metrics")")
+echo "stream: consumed $stream_consumed of $((total + stream_lines)); apply latency p50 $stream_p50 µs, p99 $stream_p99 µs, p99.9 $stream_p999 µs"
 
 bare_rate=$(field per_second_from_assign < "$WORK/bare.jsonl" | median)
 bare_rate_ff=$(field per_second < "$WORK/bare.jsonl" | median)
@@ -341,6 +398,8 @@ runtime=$((SECONDS - started))
     echo "The window starts at the assignment for both (marginstream's log line \"partitions assigned\", microsecond timestamps; the bare consumer's assign() call) and ends at the last partition's EOF. It includes the first fetch and the end signal: the bare consumer's first message came $bare_first_ms ms after assign and its last partition EOF $bare_end_ms ms after its last message (medians; both programs run with fetch.wait.max.ms = $FETCH_WAIT_MAX_MS, the broker's hold on the empty fetch that reports a partition's end, 500 ms by default). Not included: marginstream's group join, $ms_join s from launch to assignment (median; this broker delays the first assignment by session.timeout.ms / 2)."
     echo
     echo "Processor's own latency, poll returning a message -> its effect in the state (\`marginstream_apply_latency_seconds\`, over all $total messages of a run; quantiles interpolated in the histogram's buckets, 1-1.5-2-3-5-7 per decade, as PromQL's histogram_quantile does; medians over rounds): p50 $lat_p50 µs, **p99 $lat_p99 µs** (aim <= 100 µs), p99.9 $lat_p999 µs, mean $lat_mean µs."
+    echo
+    echo "Under a steady stream instead of a backlog (one more instance, caught up, then $stream_lines messages of the next $STREAM_DAYS days produced at $STREAM_RATE/s; consumed $stream_consumed of $((total + stream_lines))): apply latency p50 $stream_p50 µs, **p99 $stream_p99 µs**, p99.9 $stream_p999 µs. Under a backlog a batch holds up to 1,024 messages, all waiting for the batch's parse and application; in a stream, batches hold what came since the last one."
     echo
     echo "Consumer loop thread (\`ledger-loop\`) CPU over a run, join included: $(awk '{print $9}' "$WORK/marginstream.txt" | median) s for a window of $ms_seconds s (medians; the whole process: $(awk '{print $10}' "$WORK/marginstream.txt" | median) s). A loop busy for much less than the window was waiting for librdkafka to hand it messages."
     echo
