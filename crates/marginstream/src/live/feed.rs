@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use marginstream_aggregator::{Prepared, Preparer};
 use marginstream_consumer::kafka::SourceMessage;
-use marginstream_consumer::{KafkaSource, Polled};
+use marginstream_consumer::{KafkaSource, Offset, Partition, Polled};
 use marginstream_model::Rejection;
 
 /// The most messages in one batch: what librdkafka already holds, never waiting for more.
@@ -60,8 +60,8 @@ const FEED_POLL_TIMEOUT: Duration = Duration::from_millis(10);
 pub(super) struct Batch<'a> {
     /// The messages, in the order polled.
     pub(super) messages: Vec<SourceMessage<'a>>,
-    /// Each message's parse, at the same index.
-    pub(super) prepared: Vec<Result<Prepared, Rejection>>,
+    /// Each message's position and parse, at the same index.
+    pub(super) prepared: Vec<Parsed>,
     /// When the first message was polled: every message's apply latency counts from there.
     pub(super) polled_at: Instant,
     /// What ended the batch when it was not a message: a partition's end or an error
@@ -69,6 +69,18 @@ pub(super) struct Batch<'a> {
     pub(super) end: Polled<'a>,
     /// A rebalance is pending after this batch: the feeder waits for [`Feed::resume`].
     pub(super) rebalance: bool,
+}
+
+/// One message's position and parse: what the loop reads of every message, side by side
+/// with the others' (the message itself, in librdkafka's memory, is read again only to
+/// dead-letter it).
+pub(super) struct Parsed {
+    /// Its partition.
+    pub(super) partition: Partition,
+    /// Its offset.
+    pub(super) offset: Offset,
+    /// Parsed, converted and tagged, or why not.
+    pub(super) result: Result<Prepared, Rejection>,
 }
 
 /// The loop's end of the feeder.
@@ -285,7 +297,11 @@ fn parse<'a>(
     // The parser checks ledger.max_event_bytes first (oversized).
     let prepared = messages
         .iter()
-        .map(|message| preparer.prepare(message.payload().unwrap_or_default()))
+        .map(|message| Parsed {
+            partition: message.partition(),
+            offset: message.offset(),
+            result: preparer.prepare(message.payload().unwrap_or_default()),
+        })
         .collect();
     Batch {
         messages,

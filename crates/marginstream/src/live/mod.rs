@@ -65,7 +65,7 @@ use tracing::{error, info, warn};
 use crate::clock::wall_clock;
 use crate::published::{Board, PublishSettings, Publisher};
 use checkpointer::Checkpointer;
-use feed::{Batch, Fed, Feed};
+use feed::{Batch, Fed, Feed, Parsed};
 use partitions::Partitions;
 use publish::Publishing;
 pub use restore::RestoreSettings;
@@ -585,39 +585,33 @@ impl Live<'_> {
         &mut self,
         source: &KafkaSource,
         batch: &[SourceMessage<'_>],
-        results: &mut std::vec::IntoIter<Result<Prepared, Rejection>>,
+        parsed: &mut std::vec::IntoIter<Parsed>,
         polled_at: Instant,
     ) -> anyhow::Result<()> {
         let now = wall_clock();
         let mut observed = 0u32;
         for (index, message) in batch.iter().enumerate() {
             if index % PREFETCH_EVENTS == 0 {
-                for (ahead, result) in batch[index..]
-                    .iter()
-                    .zip(results.as_slice())
-                    .take(PREFETCH_EVENTS)
-                {
-                    if let Ok(event) = result {
-                        self.partitions.prefetch(ahead.partition(), event);
+                for ahead in parsed.as_slice().iter().take(PREFETCH_EVENTS) {
+                    if let Ok(event) = &ahead.result {
+                        self.partitions.prefetch(ahead.partition, event);
                     }
                 }
             }
-            let Some(result) = results.next() else {
+            let Some(Parsed {
+                partition,
+                offset,
+                result,
+            }) = parsed.next()
+            else {
                 break;
             };
-            if let Some(expected) = self.partitions.gap(message.partition(), message.offset()) {
-                if self.history_lost(source, message.partition(), expected)? {
+            if let Some(expected) = self.partitions.gap(partition, offset) {
+                if self.history_lost(source, partition, expected)? {
                     continue;
                 }
             }
-            let rejected = self.apply(
-                message.partition(),
-                message.offset(),
-                message.payload(),
-                message.key(),
-                result,
-                now,
-            );
+            let rejected = self.apply(partition, offset, message, result, now);
             if rejected {
                 self.check_pause(source)?;
             }
@@ -707,15 +701,14 @@ impl Live<'_> {
         Ok(())
     }
 
-    /// Applies one message, already prepared into `prepared`, to its partition's engine at
-    /// wall-clock time `now`; dead-letters it if rejected. Returns `true` when it was
-    /// rejected.
+    /// Applies one message at `offset` of `partition`, already prepared into `prepared`, to
+    /// its partition's engine at wall-clock time `now`; dead-letters it if rejected (only
+    /// then is `message` itself read). Returns `true` when it was rejected.
     fn apply(
         &mut self,
         partition: Partition,
         offset: Offset,
-        payload: Option<&[u8]>,
-        key: Option<&[u8]>,
+        message: &SourceMessage<'_>,
         prepared: Result<Prepared, Rejection>,
         now: Timestamp,
     ) -> bool {
@@ -723,7 +716,6 @@ impl Live<'_> {
             // A message fetched before its partition was revoked, or already applied.
             return false;
         };
-        let bytes = payload.unwrap_or_default();
         let outcome = match prepared {
             Ok(event) => owned.engine.record(event, now).map(|_| ()),
             Err(rejection) => {
@@ -740,8 +732,8 @@ impl Live<'_> {
             return false;
         };
         self.dlq.send(DeadLetter {
-            key: key.map(<[u8]>::to_vec),
-            payload: bytes.to_vec(),
+            key: message.key().map(<[u8]>::to_vec),
+            payload: message.payload().unwrap_or_default().to_vec(),
             reason: rejection.reason.as_str(),
             error: rejection.message.to_string(),
             partition,
