@@ -558,7 +558,7 @@ fn read_series(
     if magnitude.is_sign_negative()
         || u32::from(scale_max) > DIGITS
         || magnitude.scale() > u32::from(scale_max)
-        || money::integer_digits(magnitude) + u32::from(scale_max) > DIGITS
+        || money::integer_digits_exceed(magnitude, DIGITS - u32::from(scale_max))
     {
         return Err(Broken::corrupt(
             at,

@@ -54,10 +54,6 @@ use source::{Opened, Source};
 /// bench ledger against 165 MB with two, for the same CPU (2.74 s and 2.78 s).
 pub const READ_AHEAD_BATCHES: usize = 2;
 
-/// Events whose state the engine reads ahead, together, before applying them one by one
-/// ([`Engine::prefetch`]): their cache misses then overlap.
-const PREFETCH_EVENTS: usize = 16;
-
 /// Output formats of the final state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -233,8 +229,13 @@ pub fn replay(config: &Config, args: &ReplayArgs) -> anyhow::Result<(Engine, Rep
         let now = wall_clock();
         let mut results = results;
         for index in 0usize.. {
-            if index % PREFETCH_EVENTS == 0 {
-                for prepared in results.as_slice().iter().take(PREFETCH_EVENTS).flatten() {
+            if index % Engine::PREFETCH_EVENTS == 0 {
+                for prepared in results
+                    .as_slice()
+                    .iter()
+                    .take(Engine::PREFETCH_EVENTS)
+                    .flatten()
+                {
                     engine.prefetch(prepared);
                 }
             }
