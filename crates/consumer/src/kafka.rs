@@ -33,8 +33,9 @@
 //! [`KafkaSource::keep_forwarded`] repairs any other stop.
 //!
 //! Backpressure: the application must call `poll` or `poll_batch` at least every
-//! `max.poll.interval.ms` (librdkafka's default is 300 s) or it is removed from the group. A stalled dead-letter
-//! topic therefore pauses the partitions and keeps polling, never stops polling.
+//! `max.poll.interval.ms` (librdkafka's default is 300 s) or it is removed from the group.
+//! A stalled dead-letter topic therefore pauses the partitions and keeps polling, never
+//! stops polling.
 
 use std::collections::{BTreeMap, HashMap};
 use std::marker::PhantomData;
@@ -389,6 +390,14 @@ struct Batches {
     partitions: Mutex<HashMap<i32, QueueHandle>>,
 }
 
+impl Batches {
+    /// Forwards a partition's queue to the batch queue.
+    fn forward(&self, partition: &QueueHandle) {
+        // SAFETY: both queues are alive; forwarding is undone when `Batches` drops.
+        unsafe { rdsys::rd_kafka_queue_forward(partition.0.as_ptr(), self.queue.0.as_ptr()) }
+    }
+}
+
 impl Drop for Batches {
     fn drop(&mut self) {
         // Back to the consumer's queue, where closing the consumer serves what is left.
@@ -542,17 +551,26 @@ impl KafkaSource {
     /// message: measured in issue 12, a poll cost about as much as parsing the message, in
     /// locks, clock reads and allocation. Rebalances, consumer errors and statistics are not
     /// read here: [`KafkaSource::poll`] serves them.
-    pub fn poll_batch<'a>(&'a self, timeout: Duration, max: usize, out: &mut Vec<Polled<'a>>) {
+    ///
+    /// At most 256 are read per call. Returns `true` when librdkafka held fewer than were
+    /// asked for: its queue is now empty.
+    pub fn poll_batch<'a>(
+        &'a self,
+        timeout: Duration,
+        max: usize,
+        out: &mut Vec<Polled<'a>>,
+    ) -> bool {
         const CHUNK: usize = 256;
         let mut raw = [std::ptr::null_mut::<rdsys::rd_kafka_message_t>(); CHUNK];
         let timeout_ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+        let asked = max.min(CHUNK);
         // SAFETY: the queue is alive with `self`; librdkafka writes at most `CHUNK` pointers.
         let count = unsafe {
             rdsys::rd_kafka_consume_batch_queue(
                 self.batches.queue.0.as_ptr(),
                 timeout_ms,
                 raw.as_mut_ptr(),
-                max.min(CHUNK),
+                asked,
             )
         };
         let count = usize::try_from(count).unwrap_or(0);
@@ -572,6 +590,7 @@ impl KafkaSource {
                 other => Polled::Error(KafkaError::MessageConsumption(other.into())),
             })
         }));
+        count < asked
     }
 
     /// Returns `true` when a rebalance waits for [`KafkaSource::take_rebalance`]. A batch of
@@ -651,10 +670,7 @@ impl KafkaSource {
                     })?))
                 }
             };
-            // SAFETY: both queues are alive; forwarding is undone when `Batches` drops.
-            unsafe {
-                rdsys::rd_kafka_queue_forward(handle.0.as_ptr(), self.batches.queue.0.as_ptr())
-            }
+            self.batches.forward(handle);
         }
         Ok(())
     }
@@ -671,10 +687,7 @@ impl KafkaSource {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         for handle in forwarded.values() {
-            // SAFETY: both queues are alive.
-            unsafe {
-                rdsys::rd_kafka_queue_forward(handle.0.as_ptr(), self.batches.queue.0.as_ptr())
-            }
+            self.batches.forward(handle);
         }
     }
 

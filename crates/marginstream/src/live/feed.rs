@@ -61,7 +61,7 @@ pub(super) struct Batch<'a> {
     /// The messages, in the order polled.
     pub(super) messages: Vec<SourceMessage<'a>>,
     /// Each message's position and parse, at the same index.
-    pub(super) prepared: Vec<Parsed>,
+    pub(super) parsed: Vec<Parsed>,
     /// When the first message was polled: every message's apply latency counts from there.
     pub(super) polled_at: Instant,
     /// What ended the batch when it was not a message: a partition's end or an error
@@ -146,13 +146,9 @@ impl<'a> Feed<'a> {
 
     /// Hands applied messages back to the feeder, which destroys them; when it is behind,
     /// they are destroyed here.
-    pub(super) fn applied(&self, mut messages: Vec<SourceMessage<'a>>) {
-        if let Err(mpsc::TrySendError::Full(back) | mpsc::TrySendError::Disconnected(back)) =
-            self.applied.try_send(messages)
-        {
-            messages = back;
-            drop(messages);
-        }
+    pub(super) fn applied(&self, messages: Vec<SourceMessage<'a>>) {
+        // A refused send hands the messages back in its error, dropped here.
+        let _ = self.applied.try_send(messages);
     }
 
     /// Lets the feeder poll again after a batch that ended at a rebalance, once the loop
@@ -163,10 +159,6 @@ impl<'a> Feed<'a> {
     }
 }
 
-/// The feeder's loop: serve the consumer's own queue (rebalances, errors, statistics), read
-/// a batch of messages (what librdkafka already holds, up to [`BATCH_MESSAGES_MAX`] and
-/// about [`BATCH_BYTES_MAX`], never waiting once a message came), parse it, send it. A
-/// partition's end or an error ends a batch; a pending rebalance ends the reading.
 /// The feeder's ends of the channels.
 struct Channels<'a> {
     batches: SyncSender<Batch<'a>>,
@@ -174,6 +166,10 @@ struct Channels<'a> {
     applied: Receiver<Vec<SourceMessage<'a>>>,
 }
 
+/// The feeder's loop: serve the consumer's own queue (rebalances, errors, statistics), read
+/// a batch of messages (what librdkafka already holds, up to [`BATCH_MESSAGES_MAX`] and
+/// about [`BATCH_BYTES_MAX`], never waiting once a message came), parse it, send it. A
+/// partition's end or an error ends a batch; a pending rebalance ends the reading.
 fn feed<'a>(
     source: &'a KafkaSource,
     preparer: &Preparer,
@@ -206,46 +202,33 @@ fn feed<'a>(
         if read.is_empty() && !rebalance {
             continue;
         }
+        let mut messages = spare.pop().unwrap_or_default();
+        // Parses `messages` into a batch ending at `end` and sends it; `false` when the loop
+        // is gone.
+        let send = |messages, end, rebalance| {
+            let batch = parse(preparer, messages, polled_at, end, rebalance);
+            channels.batches.send(batch).is_ok()
+        };
         // Cut at each partition end or error: the loop handles it after exactly the
         // messages before it.
-        let mut messages = spare.pop().unwrap_or_default();
         for polled in read.drain(..) {
-            match polled {
+            let end = match polled {
                 Polled::Message(message) => {
                     messages.push(message);
-                    if messages.len() == chunk {
-                        let next = spare.pop().unwrap_or_default();
-                        let batch = parse(
-                            preparer,
-                            std::mem::replace(&mut messages, next),
-                            polled_at,
-                            Polled::Nothing,
-                        );
-                        if channels.batches.send(batch).is_err() {
-                            return;
-                        }
+                    if messages.len() < chunk {
+                        continue;
                     }
+                    Polled::Nothing
                 }
-                end => {
-                    let next = spare.pop().unwrap_or_default();
-                    let batch = parse(
-                        preparer,
-                        std::mem::replace(&mut messages, next),
-                        polled_at,
-                        end,
-                    );
-                    if channels.batches.send(batch).is_err() {
-                        return;
-                    }
-                }
-            }
-        }
-        if !messages.is_empty() || rebalance {
-            let mut batch = parse(preparer, messages, polled_at, Polled::Nothing);
-            batch.rebalance = rebalance;
-            if channels.batches.send(batch).is_err() {
+                end => end,
+            };
+            let full = std::mem::replace(&mut messages, spare.pop().unwrap_or_default());
+            if !send(full, end, false) {
                 return;
             }
+        }
+        if (!messages.is_empty() || rebalance) && !send(messages, Polled::Nothing, rebalance) {
+            return;
         }
         if rebalance && channels.resume.recv().is_err() {
             return;
@@ -266,8 +249,7 @@ fn read_messages<'a>(source: &'a KafkaSource, read: &mut Vec<Polled<'a>>) -> boo
     let mut bytes = first.payload().map_or(0, <[u8]>::len);
     loop {
         let before = read.len();
-        let wanted = BATCH_MESSAGES_MAX - before;
-        source.poll_batch(Duration::ZERO, wanted, read);
+        let drained = source.poll_batch(Duration::ZERO, BATCH_MESSAGES_MAX - before, read);
         let mut ended = false;
         for polled in &read[before..] {
             match polled {
@@ -277,8 +259,7 @@ fn read_messages<'a>(source: &'a KafkaSource, read: &mut Vec<Polled<'a>>) -> boo
                 _ => ended = true,
             }
         }
-        let got = read.len() - before;
-        if got == 0 || got < wanted.min(256) {
+        if drained {
             return true;
         }
         if ended || read.len() >= BATCH_MESSAGES_MAX || bytes >= BATCH_BYTES_MAX {
@@ -287,15 +268,16 @@ fn read_messages<'a>(source: &'a KafkaSource, read: &mut Vec<Polled<'a>>) -> boo
     }
 }
 
-/// Parses `messages` into a batch ending at `end`.
+/// Parses `messages` into a batch ending at `end` (and at a rebalance, with `rebalance`).
 fn parse<'a>(
     preparer: &Preparer,
     messages: Vec<SourceMessage<'a>>,
     polled_at: Instant,
     end: Polled<'a>,
+    rebalance: bool,
 ) -> Batch<'a> {
     // The parser checks ledger.max_event_bytes first (oversized).
-    let prepared = messages
+    let parsed = messages
         .iter()
         .map(|message| Parsed {
             partition: message.partition(),
@@ -305,9 +287,9 @@ fn parse<'a>(
         .collect();
     Batch {
         messages,
-        prepared,
+        parsed,
         polled_at,
         end,
-        rebalance: false,
+        rebalance,
     }
 }

@@ -87,10 +87,6 @@ const POLL_TIMEOUT_PUBLISHING: Duration = Duration::from_millis(1);
 /// Messages applied between two service passes while messages keep coming.
 const MESSAGES_PER_SERVICE: u32 = 256;
 
-/// Events whose state an engine reads ahead, together, before applying them one by one
-/// (`Engine::prefetch`): their cache misses then overlap.
-const PREFETCH_EVENTS: usize = 16;
-
 /// The most a service pass publishes while messages wait: a pause of a tenth of a
 /// millisecond every 256 messages (about a millisecond of work).
 const PUBLISH_STEP_BUSY: Duration = Duration::from_micros(100);
@@ -520,16 +516,16 @@ impl Live<'_> {
                 Fed::Batch(batch) => {
                     let Batch {
                         messages,
-                        prepared,
+                        parsed,
                         polled_at,
                         end,
                         rebalance,
                     } = batch;
                     // A service pass every MESSAGES_PER_SERVICE messages, within a batch
                     // too: a batch under a backlog holds up to a thousand.
-                    let mut prepared = prepared.into_iter();
+                    let mut parsed = parsed.into_iter();
                     for chunk in messages.chunks(MESSAGES_PER_SERVICE as usize) {
-                        self.apply_batch(source, chunk, &mut prepared, polled_at)?;
+                        self.apply_batch(source, chunk, &mut parsed, polled_at)?;
                         since_service += chunk.len() as u32;
                         if since_service >= MESSAGES_PER_SERVICE {
                             since_service = 0;
@@ -577,8 +573,8 @@ impl Live<'_> {
         Ok(())
     }
 
-    /// Applies messages in order, each with its parse next in `results`, to its
-    /// partition's engine with the state of the next [`PREFETCH_EVENTS`] read ahead.
+    /// Applies messages in order, each with its position and parse next in `parsed`, to its
+    /// partition's engine with the state of the next [`Engine::PREFETCH_EVENTS`] read ahead.
     /// `polled_at`: when the batch's first message was polled; every message's apply
     /// latency is measured from there (an upper bound for the later ones).
     fn apply_batch(
@@ -591,8 +587,8 @@ impl Live<'_> {
         let now = wall_clock();
         let mut observed = 0u32;
         for (index, message) in batch.iter().enumerate() {
-            if index % PREFETCH_EVENTS == 0 {
-                for ahead in parsed.as_slice().iter().take(PREFETCH_EVENTS) {
+            if index % Engine::PREFETCH_EVENTS == 0 {
+                for ahead in parsed.as_slice().iter().take(Engine::PREFETCH_EVENTS) {
                     if let Ok(event) = &ahead.result {
                         self.partitions.prefetch(ahead.partition, event);
                     }
