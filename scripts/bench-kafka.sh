@@ -207,17 +207,15 @@ total=$(echo "$warm" | field messages)
 topic_bytes=$(echo "$warm" | field bytes)
 [[ $total == "$lines" ]] || echo "warning: the topic holds $total messages, the ledger $lines lines"
 
-# Runs marginstream on instance $1 until it has consumed the whole topic; writes
-# "seconds join_seconds consumed p50 p99 p999 mean" (latencies in seconds, n/a if absent)
-# to $WORK/$1.result. Runs in this shell, so that the EXIT trap knows MS_PID.
-run_marginstream() {
-    local name=$1 port config log metrics deadline consumed ready
-    port=$(free_port)
-    config=$(write_config "$name" "127.0.0.1:$port")
+# Starts marginstream on instance $1 (configuration $2, listening on port $3), logging to
+# $WORK/$1.log, and returns once it has read every partition to its end and is ready, its
+# /metrics then in $WORK/$1.metrics; 1 if it exits, reports another count than the topic's
+# or does not get there within RUN_TIMEOUT_S. Runs in this shell, so that the EXIT trap
+# knows MS_PID.
+start_caught_up() {
+    local name=$1 config=$2 port=$3 log metrics deadline consumed ready
     log=$WORK/$name.log
     metrics=$WORK/$name.metrics
-    local launched
-    launched=$(date -u +%Y-%m-%dT%H:%M:%S.%6NZ)
     RUST_LOG=info "$BIN" run --config "$config" 2> "$log" &
     MS_PID=$!
     deadline=$((SECONDS + RUN_TIMEOUT_S))
@@ -245,7 +243,7 @@ run_marginstream() {
                 echo "marginstream run read its partitions to the end but reports consumed $consumed (topic: $total), ready $ready" >&2
                 return 1
             fi
-            break
+            return 0
         fi
         if ((SECONDS >= deadline)); then
             echo "marginstream run did not consume $total messages within $RUN_TIMEOUT_S s; $log ends:" >&2
@@ -253,6 +251,20 @@ run_marginstream() {
             return 1
         fi
     done
+}
+
+# Runs marginstream on instance $1 until it has consumed the whole topic; writes
+# "seconds join_seconds consumed p50 p99 p999 mean" (latencies in seconds, n/a if absent)
+# to $WORK/$1.result. Runs in this shell, so that the EXIT trap knows MS_PID.
+run_marginstream() {
+    local name=$1 port config log metrics
+    port=$(free_port)
+    config=$(write_config "$name" "127.0.0.1:$port")
+    log=$WORK/$name.log
+    metrics=$WORK/$name.metrics
+    local launched
+    launched=$(date -u +%Y-%m-%dT%H:%M:%S.%6NZ)
+    start_caught_up "$name" "$config" "$port" || return 1
     # CPU seconds of the consumer loop's thread and of the whole process so far (the join
     # and the <= 0.2 s since the end are included; both are nearly idle): a loop far below
     # the window's length was waiting for messages, not working.
@@ -328,19 +340,8 @@ fi
 stream_lines=$(wc -l < "$stream_ledger")
 stream_port=$(free_port)
 stream_config=$(write_config stream "127.0.0.1:$stream_port")
-RUST_LOG=info "$BIN" run --config "$stream_config" 2> "$WORK/stream.log" &
-MS_PID=$!
-deadline=$((SECONDS + RUN_TIMEOUT_S))
-until (($(grep -c "partition read to its end" "$WORK/stream.log") >= PARTITIONS)); do
-    sleep 0.2
-    kill -0 "$MS_PID" 2>/dev/null || { echo "marginstream run (stream) exited early" >&2; tail -n 20 "$WORK/stream.log" >&2; exit 1; }
-    ((SECONDS < deadline)) || { echo "marginstream run (stream) did not catch up" >&2; exit 1; }
-done
-for _ in $(seq 40); do
-    curl -fsS --max-time 10 "http://127.0.0.1:$stream_port/metrics" -o "$WORK/stream-before.metrics"
-    [[ $(metric "$WORK/stream-before.metrics" marginstream_ready) == 1 ]] && break
-    sleep 0.5
-done
+start_caught_up stream "$stream_config" "$stream_port" || exit 1
+cp "$WORK/stream.metrics" "$WORK/stream-before.metrics"
 echo "streaming $stream_lines messages at $STREAM_RATE/s"
 "$BIN" produce --config "$WORK/setup.toml" --input "$stream_ledger" --rate "$STREAM_RATE" --log-level warn
 stream_consumed=
