@@ -47,6 +47,10 @@ pub struct Series {
     pub(crate) scale_max: u8,
 }
 
+/// How many of the latest entries [`Series::position`] compares one by one before it
+/// searches the whole deque: one bucket holds at most [`SLOTS`] of them.
+const POSITION_SCAN_BACK: usize = SLOTS + 1;
+
 /// Significant digits of a `rust_decimal::Decimal`.
 pub(crate) const DIGITS: u32 = 28;
 
@@ -147,9 +151,21 @@ impl Series {
             None => Err(0),
             Some(last) if (last.bucket, last.slot) < key => Err(self.entries.len()),
             Some(last) if (last.bucket, last.slot) == key => Ok(self.entries.len() - 1),
-            Some(_) => self
-                .entries
-                .binary_search_by(|e| (e.bucket, e.slot).cmp(&key)),
+            Some(_) => {
+                // Most events land in one of the latest buckets: look back a few entries
+                // (one bucket's lines) before searching the whole deque.
+                let len = self.entries.len();
+                for back in 2..=POSITION_SCAN_BACK.min(len) {
+                    let entry = &self.entries[len - back];
+                    match (entry.bucket, entry.slot).cmp(&key) {
+                        std::cmp::Ordering::Less => return Err(len - back + 1),
+                        std::cmp::Ordering::Equal => return Ok(len - back),
+                        std::cmp::Ordering::Greater => {}
+                    }
+                }
+                self.entries
+                    .binary_search_by(|e| (e.bucket, e.slot).cmp(&key))
+            }
         }
     }
 
