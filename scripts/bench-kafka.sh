@@ -35,8 +35,13 @@
 #     instance reads the topic to its end, then the next STREAM_DAYS days (a second ledger)
 #     are produced at STREAM_RATE messages/s; quantiles from two scrapes' histograms.
 #
+#  5. optionally (BASELINE_BIN, the path of another build of marginstream, e.g. main's before
+#     a change): in every round, after `marginstream run`, the same read by that build, so
+#     that a change is measured against the build before it in one session; its median and
+#     the ratio of the two are reported.
+#
 # Environment: ROUNDS (3), CUSTOMERS (10000), DAYS (22), PARTITIONS (4), SEED (42),
-# STREAM_RATE (20000), STREAM_DAYS (4),
+# STREAM_RATE (20000), STREAM_DAYS (4; 0 leaves the stream phase out), BASELINE_BIN (none),
 # FETCH_WAIT_MAX_MS (10), EXTRA_PROPERTIES (none: space-separated key=value librdkafka
 # properties given to both programs, e.g. "fetch.queue.backoff.ms=10"),
 # KAFKA_BROKERS (host:port of an existing broker; then nothing is started),
@@ -213,10 +218,10 @@ topic_bytes=$(echo "$warm" | field bytes)
 # or does not get there within RUN_TIMEOUT_S. Runs in this shell, so that the EXIT trap
 # knows MS_PID.
 start_caught_up() {
-    local name=$1 config=$2 port=$3 log metrics deadline consumed ready
+    local name=$1 config=$2 port=$3 bin=${4:-$BIN} log metrics deadline consumed ready
     log=$WORK/$name.log
     metrics=$WORK/$name.metrics
-    RUST_LOG=info "$BIN" run --config "$config" 2> "$log" &
+    RUST_LOG=info "$bin" run --config "$config" 2> "$log" &
     MS_PID=$!
     deadline=$((SECONDS + RUN_TIMEOUT_S))
     while :; do
@@ -253,18 +258,19 @@ start_caught_up() {
     done
 }
 
-# Runs marginstream on instance $1 until it has consumed the whole topic; writes
+# Runs marginstream (the build $2, $BIN by default) on instance $1 until it has consumed the
+# whole topic; writes
 # "seconds join_seconds consumed p50 p99 p999 mean" (latencies in seconds, n/a if absent)
 # to $WORK/$1.result. Runs in this shell, so that the EXIT trap knows MS_PID.
 run_marginstream() {
-    local name=$1 port config log metrics
+    local name=$1 bin=${2:-$BIN} port config log metrics
     port=$(free_port)
     config=$(write_config "$name" "127.0.0.1:$port")
     log=$WORK/$name.log
     metrics=$WORK/$name.metrics
     local launched
     launched=$(date -u +%Y-%m-%dT%H:%M:%S.%6NZ)
-    start_caught_up "$name" "$config" "$port" || return 1
+    start_caught_up "$name" "$config" "$port" "$bin" || return 1
     # CPU seconds of the consumer loop's thread and of the whole process so far (the join
     # and the <= 0.2 s since the end are included; both are nearly idle): a loop far below
     # the window's length was waiting for messages, not working.
@@ -316,6 +322,11 @@ PY
 
 : > "$WORK/bare.jsonl"
 : > "$WORK/marginstream.txt"
+: > "$WORK/baseline.txt"
+if [[ -n ${BASELINE_BIN:-} && ! -x $BASELINE_BIN ]]; then
+    echo "BASELINE_BIN: not an executable: $BASELINE_BIN" >&2
+    exit 2
+fi
 for round in $(seq "$ROUNDS"); do
     line=$(bare "$round")
     echo "$line" >> "$WORK/bare.jsonl"
@@ -324,41 +335,52 @@ for round in $(seq "$ROUNDS"); do
     ms_rate=$(awk -v n="$total" -v s="$ms_seconds" 'BEGIN {printf "%.0f", n / s}')
     echo "$ms_seconds $ms_rate $join_seconds $consumed $p50 $p99 $p999 $mean $loop_cpu $process_cpu $feed_cpu" >> "$WORK/marginstream.txt"
     echo "round $round: bare $(echo "$line" | field per_second_from_assign) msg/s (assign->end; first->last $(echo "$line" | field per_second)), marginstream $ms_rate msg/s (assign->end ${ms_seconds} s, join ${join_seconds} s, consumed $consumed, apply p99 $p99 s, CPU s: loop thread $loop_cpu, feeder thread $feed_cpu, process $process_cpu)"
+    if [[ -n ${BASELINE_BIN:-} ]]; then
+        run_marginstream "base$round" "$BASELINE_BIN"
+        read -r ms_seconds join_seconds consumed p50 p99 p999 mean loop_cpu process_cpu feed_cpu < "$WORK/base$round.result"
+        ms_rate=$(awk -v n="$total" -v s="$ms_seconds" 'BEGIN {printf "%.0f", n / s}')
+        echo "$ms_seconds $ms_rate $join_seconds $consumed $p50 $p99 $p999 $mean $loop_cpu $process_cpu $feed_cpu" >> "$WORK/baseline.txt"
+        echo "round $round: baseline build $ms_rate msg/s (assign->end ${ms_seconds} s, consumed $consumed, CPU s: loop thread $loop_cpu, feeder thread ${feed_cpu:-n/a}, process $process_cpu)"
+    fi
 done
 
 # Latency under a steady stream, not a backlog: one more instance reads the topic to its
 # end; then the next STREAM_DAYS days of the ledger (a ledger of its own, after the bench
 # ledger's end) are produced at STREAM_RATE messages/s while it runs, and the apply latency
 # of those messages is the difference of two scrapes' histograms. No scrape meanwhile.
-stream_ledger=$OUT/ledger-kafka-stream-${CUSTOMERS}c-${STREAM_DAYS}d-s$((SEED + 1)).jsonl
-if [[ ! -s $stream_ledger ]]; then
-    "$BIN" generate --customers "$CUSTOMERS" --days "$STREAM_DAYS" --events-per-customer-day 5 \
-        --seed $((SEED + 1)) --end "$(date -u -d "2026-01-01 + $STREAM_DAYS days" +%Y-%m-%dT%H:%M:%SZ)" \
-        --duplicate-share 0.005 --bad-share 0.002 --output "$stream_ledger.tmp"
-    mv "$stream_ledger.tmp" "$stream_ledger"
+stream_summary="Under a steady stream: not measured (STREAM_DAYS = 0)."
+if ((STREAM_DAYS > 0)); then
+    stream_ledger=$OUT/ledger-kafka-stream-${CUSTOMERS}c-${STREAM_DAYS}d-s$((SEED + 1)).jsonl
+    if [[ ! -s $stream_ledger ]]; then
+        "$BIN" generate --customers "$CUSTOMERS" --days "$STREAM_DAYS" --events-per-customer-day 5 \
+            --seed $((SEED + 1)) --end "$(date -u -d "2026-01-01 + $STREAM_DAYS days" +%Y-%m-%dT%H:%M:%SZ)" \
+            --duplicate-share 0.005 --bad-share 0.002 --output "$stream_ledger.tmp"
+        mv "$stream_ledger.tmp" "$stream_ledger"
+    fi
+    stream_lines=$(wc -l < "$stream_ledger")
+    stream_port=$(free_port)
+    stream_config=$(write_config stream "127.0.0.1:$stream_port")
+    start_caught_up stream "$stream_config" "$stream_port" || exit 1
+    cp "$WORK/stream.metrics" "$WORK/stream-before.metrics"
+    echo "streaming $stream_lines messages at $STREAM_RATE/s"
+    "$BIN" produce --config "$WORK/setup.toml" --input "$stream_ledger" --rate "$STREAM_RATE" --log-level warn
+    stream_consumed=
+    for _ in $(seq 60); do
+        sleep 1
+        curl -fsS --max-time 10 "http://127.0.0.1:$stream_port/metrics" -o "$WORK/stream-after.metrics"
+        stream_consumed=$(metric "$WORK/stream-after.metrics" marginstream_consumed_messages_total)
+        ((${stream_consumed%.*} >= total + stream_lines)) && break
+    done
+    kill -TERM "$MS_PID"
+    wait "$MS_PID" || true
+    MS_PID=
+    stream_us() { awk -v v="$1" 'BEGIN {if (v == "n/a") print v; else printf "%.1f", v * 1e6}'; }
+    stream_p50=$(stream_us "$(quantile "$WORK/stream-after.metrics" 0.5 "$WORK/stream-before.metrics")")
+    stream_p99=$(stream_us "$(quantile "$WORK/stream-after.metrics" 0.99 "$WORK/stream-before.metrics")")
+    stream_p999=$(stream_us "$(quantile "$WORK/stream-after.metrics" 0.999 "$WORK/stream-before.metrics")")
+    echo "stream: consumed $stream_consumed of $((total + stream_lines)); apply latency p50 $stream_p50 µs, p99 $stream_p99 µs, p99.9 $stream_p999 µs"
+    stream_summary="Under a steady stream instead of a backlog (one more instance, caught up, then $stream_lines messages of the next $STREAM_DAYS days produced at $STREAM_RATE/s; consumed $stream_consumed of $((total + stream_lines))): apply latency p50 $stream_p50 µs, **p99 $stream_p99 µs**, p99.9 $stream_p999 µs. Under a backlog a batch holds up to 1,024 messages, all waiting for the batch's parse and application; in a stream, batches hold what came since the last one."
 fi
-stream_lines=$(wc -l < "$stream_ledger")
-stream_port=$(free_port)
-stream_config=$(write_config stream "127.0.0.1:$stream_port")
-start_caught_up stream "$stream_config" "$stream_port" || exit 1
-cp "$WORK/stream.metrics" "$WORK/stream-before.metrics"
-echo "streaming $stream_lines messages at $STREAM_RATE/s"
-"$BIN" produce --config "$WORK/setup.toml" --input "$stream_ledger" --rate "$STREAM_RATE" --log-level warn
-stream_consumed=
-for _ in $(seq 60); do
-    sleep 1
-    curl -fsS --max-time 10 "http://127.0.0.1:$stream_port/metrics" -o "$WORK/stream-after.metrics"
-    stream_consumed=$(metric "$WORK/stream-after.metrics" marginstream_consumed_messages_total)
-    ((${stream_consumed%.*} >= total + stream_lines)) && break
-done
-kill -TERM "$MS_PID"
-wait "$MS_PID" || true
-MS_PID=
-stream_us() { awk -v v="$1" 'BEGIN {if (v == "n/a") print v; else printf "%.1f", v * 1e6}'; }
-stream_p50=$(stream_us "$(quantile "$WORK/stream-after.metrics" 0.5 "$WORK/stream-before.metrics")")
-stream_p99=$(stream_us "$(quantile "$WORK/stream-after.metrics" 0.99 "$WORK/stream-before.metrics")")
-stream_p999=$(stream_us "$(quantile "$WORK/stream-after.metrics" 0.999 "$WORK/stream-before.metrics")")
-echo "stream: consumed $stream_consumed of $((total + stream_lines)); apply latency p50 $stream_p50 µs, p99 $stream_p99 µs, p99.9 $stream_p999 µs"
 
 bare_rate=$(field per_second_from_assign < "$WORK/bare.jsonl" | median)
 bare_rate_ff=$(field per_second < "$WORK/bare.jsonl" | median)
@@ -375,6 +397,11 @@ lat() { # median of column $1, in microseconds, or n/a
 lat_p50=$(lat 5); lat_p99=$(lat 6); lat_p999=$(lat 7); lat_mean=$(lat 8)
 ratio=$(awk -v m="$ms_rate" -v b="$bare_rate" 'BEGIN {printf "%.2f", m / b}')
 ratio_ff=$(awk -v m="$ms_rate" -v b="$bare_rate_ff" 'BEGIN {printf "%.2f", m / b}')
+baseline_summary=
+if [[ -s $WORK/baseline.txt ]]; then
+    base_rate=$(awk '{print $2}' "$WORK/baseline.txt" | median)
+    baseline_summary="Baseline build \`$BASELINE_BIN\` (BASELINE_BIN), read after marginstream in every round: $base_rate messages/s (median; runs $(awk '{print $2}' "$WORK/baseline.txt" | paste -sd' ')), ratio to the bare consumer $(awk -v m="$base_rate" -v b="$bare_rate" 'BEGIN {printf "%.2f", m / b}'); this build / baseline build: **$(awk -v m="$ms_rate" -v b="$base_rate" 'BEGIN {printf "%.2f", m / b}')**; CPU s (medians): loop thread $(awk '{print $9}' "$WORK/baseline.txt" | median), process $(awk '{print $10}' "$WORK/baseline.txt" | median)."
+fi
 runtime=$((SECONDS - started))
 
 {
@@ -395,12 +422,16 @@ runtime=$((SECONDS - started))
     echo "| marginstream run (parse, validate, dedup, tag, apply, dead-letter), assign -> last partition read to its end | $ms_rate | $ms_seconds | $(awk '{print $2}' "$WORK/marginstream.txt" | paste -sd' ') |"
     echo
     echo "Ratio marginstream / bare, same window (assign -> end): **$ratio** (issue 12: >= 0.5; the first goal >= 0.8, aim 0.9). Against the bare consumer's first -> last message rate: $ratio_ff."
+    if [[ -n $baseline_summary ]]; then
+        echo
+        echo "$baseline_summary"
+    fi
     echo
     echo "The window starts at the assignment for both (marginstream's log line \"partitions assigned\", microsecond timestamps; the bare consumer's assign() call) and ends at the last partition's EOF. It includes the first fetch and the end signal: the bare consumer's first message came $bare_first_ms ms after assign and its last partition EOF $bare_end_ms ms after its last message (medians; both programs run with fetch.wait.max.ms = $FETCH_WAIT_MAX_MS, the broker's hold on the empty fetch that reports a partition's end, 500 ms by default). Not included: marginstream's group join, $ms_join s from launch to assignment (median; this broker delays the first assignment by session.timeout.ms / 2)."
     echo
     echo "Processor's own latency, poll returning a message -> its effect in the state (\`marginstream_apply_latency_seconds\`, over all $total messages of a run; quantiles interpolated in the histogram's buckets, 1-1.5-2-3-5-7 per decade, as PromQL's histogram_quantile does; medians over rounds): p50 $lat_p50 µs, **p99 $lat_p99 µs** (aim <= 100 µs), p99.9 $lat_p999 µs, mean $lat_mean µs."
     echo
-    echo "Under a steady stream instead of a backlog (one more instance, caught up, then $stream_lines messages of the next $STREAM_DAYS days produced at $STREAM_RATE/s; consumed $stream_consumed of $((total + stream_lines))): apply latency p50 $stream_p50 µs, **p99 $stream_p99 µs**, p99.9 $stream_p999 µs. Under a backlog a batch holds up to 1,024 messages, all waiting for the batch's parse and application; in a stream, batches hold what came since the last one."
+    echo "$stream_summary"
     echo
     echo "Consumer loop thread (\`ledger-loop\`) CPU over a run, join included: $(awk '{print $9}' "$WORK/marginstream.txt" | median) s for a window of $ms_seconds s (medians; the whole process: $(awk '{print $10}' "$WORK/marginstream.txt" | median) s). A loop busy for much less than the window was waiting for librdkafka to hand it messages."
     echo
