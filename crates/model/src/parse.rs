@@ -162,18 +162,31 @@ fn invalid(field: &str, problem: impl fmt::Display) -> Rejection {
     )
 }
 
+#[inline]
 fn text<'v, 'a>(value: &'v Value<'a>, field: &str) -> Result<&'v str, Rejection> {
     match value {
         Value::Text(text) => Ok(text),
-        Value::Other(raw) => Err(invalid(
-            field,
-            format_args!("expected a string, got {}", preview(raw)),
-        )),
-        Value::Absent | Value::Null => Err(Rejection::new(
-            RejectReason::MissingField,
-            format!("field \"{field}\" is missing"),
-        )),
+        Value::Other(raw) => Err(not_a_string(field, raw)),
+        Value::Absent | Value::Null => Err(missing(field)),
     }
+}
+
+/// The rejection of `field` when its value is the JSON `raw`, not a string.
+#[cold]
+fn not_a_string(field: &str, raw: &str) -> Rejection {
+    invalid(
+        field,
+        format_args!("expected a string, got {}", preview(raw)),
+    )
+}
+
+/// The rejection of a required `field` that is absent or null.
+#[cold]
+fn missing(field: &str) -> Rejection {
+    Rejection::new(
+        RejectReason::MissingField,
+        format!("field \"{field}\" is missing"),
+    )
 }
 
 /// Returns at most 40 characters of a value, for an error message.
@@ -266,12 +279,7 @@ fn parse_with<'a>(
 
     // 3. The event type decides which fields are required.
     let event_type = match &value(EVENT_TYPE) {
-        Value::Absent | Value::Null => {
-            return Err(Rejection::new(
-                RejectReason::MissingField,
-                "field \"event_type\" is missing",
-            ))
-        }
+        Value::Absent | Value::Null => return Err(missing("event_type")),
         Value::Text(name) => EventType::from_wire(name).ok_or_else(|| {
             Rejection::new(
                 RejectReason::UnknownEventType,
@@ -294,11 +302,8 @@ fn parse_with<'a>(
         EventType::Revenue => &[EVENT_ID, CUSTOMER_ID, OCCURRED_AT, AMOUNT, CURRENCY],
         EventType::Cost => &[EVENT_ID, OCCURRED_AT, AMOUNT, CURRENCY],
     };
-    if let Some(missing) = required.iter().find(|index| absent(**index)) {
-        return Err(Rejection::new(
-            RejectReason::MissingField,
-            format!("field \"{}\" is missing", FIELDS[*missing]),
-        ));
+    if let Some(index) = required.iter().find(|index| absent(**index)) {
+        return Err(missing(FIELDS[*index]));
     }
 
     // 5. Forms, in the order of the contract's table.

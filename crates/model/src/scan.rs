@@ -35,6 +35,26 @@ fn field_index(name: &[u8]) -> Option<usize> {
     }
 }
 
+/// Each known field's name and closing quote as a little-endian 16-byte word, with the mask
+/// of its bytes, for [`Scanner::name`] (every name is at most 15 bytes; a test checks it).
+const NAME_PATTERNS: [(u128, u128); FIELD_COUNT] = {
+    let mut patterns = [(0, 0); FIELD_COUNT];
+    let mut field = 0;
+    while field < FIELD_COUNT {
+        let name = FIELDS[field].as_bytes();
+        let mut pattern = 0u128;
+        let mut at = 0;
+        while at < name.len() {
+            pattern |= (name[at] as u128) << (8 * at);
+            at += 1;
+        }
+        pattern |= (b'"' as u128) << (8 * name.len());
+        patterns[field] = (pattern, (1u128 << (8 * (name.len() + 1))) - 1);
+        field += 1;
+    }
+    patterns
+};
+
 /// Returns `true` for the bytes that end the fast reading of a string: a quote, a backslash
 /// or a control character.
 fn is_special(byte: u8) -> bool {
@@ -113,11 +133,13 @@ impl Scanner<'_> {
     /// other name (or when `expected` is past the table). A cheaper test than reading the
     /// name as a string and looking it up, for the field that usually comes next.
     fn name(&mut self, expected: usize) -> Option<usize> {
-        let name = FIELDS.get(expected)?.as_bytes();
+        let (pattern, mask) = *NAME_PATTERNS.get(expected)?;
         let start = self.at + 1;
-        let end = start + name.len();
-        if self.bytes.get(start..end)? == name && self.bytes.get(end) == Some(&b'"') {
-            self.at = end + 1;
+        // The name and its closing quote, compared as one 16-byte word; a name is
+        // followed by at least `:` and a value, so the 16 bytes are nearly always there.
+        let word = u128::from_le_bytes(self.bytes.get(start..start + 16)?.try_into().ok()?);
+        if word & mask == pattern {
+            self.at = start + FIELDS[expected].len() + 1;
             Some(expected)
         } else {
             None
@@ -256,6 +278,20 @@ mod tests {
             assert_eq!(field_index(name.as_bytes()), Some(index), "{name}");
         }
         assert_eq!(field_index(b"Event_type"), None);
+        for (index, name) in FIELDS.iter().enumerate() {
+            assert!(name.len() < 16, "{name} fits a 16-byte word with its quote");
+            let line = format!("\"{name}\":\"value\"}}");
+            let mut scanner = Scanner {
+                bytes: line.as_bytes(),
+                at: 0,
+            };
+            assert_eq!(scanner.name(index), Some(index), "{name}");
+            assert_eq!(scanner.at, name.len() + 2, "{name}");
+            let other = (index + 1) % FIELD_COUNT;
+            scanner.at = 0;
+            assert_eq!(scanner.name(other), None, "{name} is not {}", FIELDS[other]);
+            assert_eq!(scanner.at, 0);
+        }
         assert_eq!(field_index(b""), None);
     }
 
