@@ -224,9 +224,10 @@ impl Series {
         let row = &mut self.sums[pending.slot * labels..(pending.slot + 1) * labels];
         for (index, sum) in row.iter_mut().enumerate() {
             if pending.mask & (1 << index) != 0 {
-                *sum = sum
-                    .checked_add(pending.amount)
-                    .expect("the magnitude budget checked by prepare keeps every sum exact");
+                // The magnitude budget checked by prepare keeps every sum exact: `+=` cannot
+                // overflow (it would panic). Not `checked_add`: its result, read back as one
+                // 16-byte value, stalls on its four 32-bit stores.
+                *sum += pending.amount;
             }
         }
         let Some((bucket, position)) = pending.entry else {
@@ -234,10 +235,8 @@ impl Series {
         };
         match position {
             Ok(at) => {
-                let amount = &mut self.entries[at].amount;
-                *amount = amount
-                    .checked_add(pending.amount)
-                    .expect("the magnitude budget checked by prepare keeps every entry exact");
+                // Exact and within range by the same budget, as the sums above.
+                self.entries[at].amount += pending.amount;
                 false
             }
             Err(at) => {
@@ -277,10 +276,9 @@ impl Series {
             if entry.bucket > last {
                 break;
             }
-            let sum = &mut self.sums[usize::from(entry.slot) * labels + window];
-            *sum = sum
-                .checked_sub(entry.amount)
-                .expect("an entry leaving a window was added to it, so removing it fits");
+            // An entry leaving a window was added to it, so removing it fits (`-=` would
+            // panic otherwise; not `checked_sub`, see `commit`).
+            self.sums[usize::from(entry.slot) * labels + window] -= entry.amount;
             cursor += 1;
         }
         self.cursors[window] =
