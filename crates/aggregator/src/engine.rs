@@ -413,10 +413,12 @@ impl Engine {
                         "field \"amount\": the running totals would need more than 28 significant digits to stay exact",
                     )
                 };
-                let portfolio = self
-                    .portfolio
-                    .prepare(entry_bucket, slot, event.amount, mask)
-                    .ok_or_else(overflow)?;
+                let Some(portfolio) =
+                    self.portfolio
+                        .prepare(entry_bucket, slot, event.amount, mask)
+                else {
+                    return Err(overflow());
+                };
                 // An entry outside some finite window must go before that window's cursor,
                 // so the customer's windows are slid first. In-order events (inside every
                 // window) skip this; the periodic `maintain` slides everyone in bulk.
@@ -430,11 +432,15 @@ impl Engine {
                     }
                 }
                 let customer = match existing {
-                    Some(s) => Some(
-                        self.series(s)
-                            .prepare(entry_bucket, slot, event.amount, mask)
-                            .ok_or_else(overflow)?,
-                    ),
+                    Some(s) => {
+                        let pending =
+                            self.series(s)
+                                .prepare(entry_bucket, slot, event.amount, mask);
+                        if pending.is_none() {
+                            return Err(overflow());
+                        }
+                        pending
+                    }
                     None => None,
                 };
                 self.portfolio.commit(&portfolio);
