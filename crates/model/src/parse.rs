@@ -223,14 +223,14 @@ fn identifier<'v>(
 /// same validation, so the result, rejections and their messages included, does not depend
 /// on which one read the line ([`parse_event_reference`] is the serde_json path alone).
 pub fn parse_event(bytes: &[u8], limits: &ParseLimits) -> Result<Event, Rejection> {
-    parse_with(bytes, limits, scan::scan_fields)
+    parse_with(bytes, limits, scan::scan_into)
 }
 
 /// Parses and validates one message with serde_json alone, without the scanner in front of
 /// it: the reference that [`parse_event`] is tested against. It gives the same result,
 /// only more slowly.
 pub fn parse_event_reference(bytes: &[u8], limits: &ParseLimits) -> Result<Event, Rejection> {
-    parse_with(bytes, limits, |_| None)
+    parse_with(bytes, limits, |_, _| None)
 }
 
 /// [`parse_event`] with `scan` as the fast path: when it gives the raw fields of a line,
@@ -238,7 +238,7 @@ pub fn parse_event_reference(bytes: &[u8], limits: &ParseLimits) -> Result<Event
 fn parse_with<'a>(
     bytes: &'a [u8],
     limits: &ParseLimits,
-    scan: impl FnOnce(&'a str) -> Option<Fields<'a>>,
+    scan: impl FnOnce(&'a str, &mut Fields<'a>) -> Option<()>,
 ) -> Result<Event, Rejection> {
     if bytes.len() > limits.max_event_bytes {
         return Err(Rejection::new(
@@ -260,16 +260,18 @@ fn parse_with<'a>(
         ));
     }
     // The scanner reads only strings without escapes; serde_json's raw texts may hold some.
-    let (raw, escapes): (Fields<'_>, bool) = match scan(json) {
-        Some(fields) => (fields, false),
+    let mut raw: Fields<'_> = [None; FIELD_COUNT];
+    let escapes = match scan(json, &mut raw) {
+        Some(()) => false,
         None => {
-            let raw: RawFields<'_> = serde_json::from_str(json).map_err(|error| {
+            let parsed: RawFields<'_> = serde_json::from_str(json).map_err(|error| {
                 Rejection::new(
                     RejectReason::MalformedJson,
                     format!("not one JSON object: {error}"),
                 )
             })?;
-            (raw.0.map(|value| value.map(RawValue::get)), true)
+            raw = parsed.0.map(|value| value.map(RawValue::get));
+            true
         }
     };
     // Each field's value is made where it is checked, not all nine up front: measured in

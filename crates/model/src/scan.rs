@@ -1,7 +1,7 @@
 //! A fast path in front of serde_json for the common shape of an event: one flat JSON object
 //! whose strings have no escapes.
 //!
-//! [`scan_fields`] walks the line once and returns the raw JSON text of each known field,
+//! [`scan_into`] walks the line once and returns the raw JSON text of each known field,
 //! exactly the slices serde_json's `RawValue` would give, so that the validation after it is
 //! shared and cannot tell the two paths apart. It handles only what it can decide alone and
 //! answers `None` for anything else: an escape or a control character in a string, a nested
@@ -206,14 +206,22 @@ impl Scanner<'_> {
     }
 }
 
-/// Returns the raw JSON text of each known field of `json`, when `json` is one flat object
-/// the scanner can decide alone (see the module documentation); `None` otherwise.
+/// [`scan_into`] with the fields returned, for the tests.
+#[cfg(test)]
 pub(crate) fn scan_fields(json: &str) -> Option<Fields<'_>> {
+    let mut fields: Fields<'_> = [None; FIELD_COUNT];
+    scan_into(json, &mut fields).map(|()| fields)
+}
+
+/// Sets in `fields` (all `None` on entry) the raw JSON text of each known field of `json`,
+/// when `json` is one flat object the scanner can decide alone (see the module
+/// documentation); `None` otherwise, `fields` then perhaps holding some of them. Measured in
+/// issue 12: returning the nine fields by value copied them, 3 % of the parse.
+pub(crate) fn scan_into<'a>(json: &'a str, fields: &mut Fields<'a>) -> Option<()> {
     let mut scanner = Scanner {
         bytes: json.as_bytes(),
         at: 0,
     };
-    let mut fields: Fields<'_> = [None; FIELD_COUNT];
     // The field expected next: the one after the last known field in the table's order,
     // the order most producers write (marginstream's generator among them).
     let mut expected = 0;
@@ -264,7 +272,7 @@ pub(crate) fn scan_fields(json: &str) -> Option<Fields<'_>> {
         }
     }
     scanner.skip_whitespace();
-    (scanner.at == scanner.bytes.len()).then_some(fields)
+    (scanner.at == scanner.bytes.len()).then_some(())
 }
 
 #[cfg(test)]
