@@ -1,7 +1,7 @@
 //! A fast path in front of serde_json for the common shape of an event: one flat JSON object
 //! whose strings have no escapes.
 //!
-//! [`scan_into`] walks the line once and returns the raw JSON text of each known field,
+//! [`scan_into`] walks the line once and gives the raw JSON text of each known field,
 //! exactly the slices serde_json's `RawValue` would give, so that the validation after it is
 //! shared and cannot tell the two paths apart. It handles only what it can decide alone and
 //! answers `None` for anything else: an escape or a control character in a string, a nested
@@ -36,7 +36,7 @@ fn field_index(name: &[u8]) -> Option<usize> {
 }
 
 /// Each known field's name and closing quote as a little-endian 16-byte word, with the mask
-/// of its bytes, for [`Scanner::name`] (every name is at most 15 bytes; a test checks it).
+/// of its bytes, for [`Scanner::name`] (a name of 15 bytes or more would not compile here).
 const NAME_PATTERNS: [(u128, u128); FIELD_COUNT] = {
     let mut patterns = [(0, 0); FIELD_COUNT];
     let mut field = 0;
@@ -287,7 +287,10 @@ mod tests {
         }
         assert_eq!(field_index(b"Event_type"), None);
         for (index, name) in FIELDS.iter().enumerate() {
-            assert!(name.len() < 16, "{name} fits a 16-byte word with its quote");
+            assert!(
+                name.len() < 15,
+                "{name} and its quote fit a 16-byte word with a mask"
+            );
             let line = format!("\"{name}\":\"value\"}}");
             let mut scanner = Scanner {
                 bytes: line.as_bytes(),
