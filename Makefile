@@ -62,7 +62,7 @@ check-deploy: ## Check the Dockerfile, compose stack and Kubernetes manifests of
 	$(CARGO) build -p marginstream
 	scripts/check-deploy.sh --build
 
-bench: deps build ## Run the criterion benches, the replay, Kafka, restore, failover and history benches (BEFORE=BINARY also times an older history writer); writes target/bench/report.md
+bench: deps build ## Run the criterion benches, the replay, Kafka, restore, failover and history benches (BEFORE=BINARY also times an older history writer, BASELINE_BIN=BINARY an older build in the Kafka rounds); writes target/bench/report.md
 	$(CARGO) bench --bench engine
 	scripts/bench-e2e.sh
 	$(CARGO) build --release --example bare_consumer
