@@ -320,6 +320,14 @@ PY
     echo "$timing $(metric "$metrics" marginstream_consumed_messages_total) ${p50:-n/a} ${p99:-n/a} ${p999:-n/a} $mean $cpu" > "$WORK/$name.result"
 }
 
+# Reads instance $1's result into ms_seconds ... feed_cpu, computes its rate (ms_rate) and
+# appends both, one line, to $2 (the columns the report's medians read).
+record_result() {
+    read -r ms_seconds join_seconds consumed p50 p99 p999 mean loop_cpu process_cpu feed_cpu < "$WORK/$1.result"
+    ms_rate=$(awk -v n="$total" -v s="$ms_seconds" 'BEGIN {printf "%.0f", n / s}')
+    echo "$ms_seconds $ms_rate $join_seconds $consumed $p50 $p99 $p999 $mean $loop_cpu $process_cpu $feed_cpu" >> "$2"
+}
+
 : > "$WORK/bare.jsonl"
 : > "$WORK/marginstream.txt"
 : > "$WORK/baseline.txt"
@@ -331,15 +339,11 @@ for round in $(seq "$ROUNDS"); do
     line=$(bare "$round")
     echo "$line" >> "$WORK/bare.jsonl"
     run_marginstream "run$round"
-    read -r ms_seconds join_seconds consumed p50 p99 p999 mean loop_cpu process_cpu feed_cpu < "$WORK/run$round.result"
-    ms_rate=$(awk -v n="$total" -v s="$ms_seconds" 'BEGIN {printf "%.0f", n / s}')
-    echo "$ms_seconds $ms_rate $join_seconds $consumed $p50 $p99 $p999 $mean $loop_cpu $process_cpu $feed_cpu" >> "$WORK/marginstream.txt"
+    record_result "run$round" "$WORK/marginstream.txt"
     echo "round $round: bare $(echo "$line" | field per_second_from_assign) msg/s (assign->end; first->last $(echo "$line" | field per_second)), marginstream $ms_rate msg/s (assign->end ${ms_seconds} s, join ${join_seconds} s, consumed $consumed, apply p99 $p99 s, CPU s: loop thread $loop_cpu, feeder thread $feed_cpu, process $process_cpu)"
     if [[ -n ${BASELINE_BIN:-} ]]; then
         run_marginstream "base$round" "$BASELINE_BIN"
-        read -r ms_seconds join_seconds consumed p50 p99 p999 mean loop_cpu process_cpu feed_cpu < "$WORK/base$round.result"
-        ms_rate=$(awk -v n="$total" -v s="$ms_seconds" 'BEGIN {printf "%.0f", n / s}')
-        echo "$ms_seconds $ms_rate $join_seconds $consumed $p50 $p99 $p999 $mean $loop_cpu $process_cpu $feed_cpu" >> "$WORK/baseline.txt"
+        record_result "base$round" "$WORK/baseline.txt"
         echo "round $round: baseline build $ms_rate msg/s (assign->end ${ms_seconds} s, consumed $consumed, CPU s: loop thread $loop_cpu, feeder thread ${feed_cpu:-n/a}, process $process_cpu)"
     fi
 done
